@@ -1,0 +1,293 @@
+//! `gateway.toml` → validated [`Config`]. The rest of the library never sees TOML.
+//!
+//! Loading is two steps: serde reads the file into `raw` structs (types and unknown keys
+//! checked, positions kept), then `validate` checks values and cross-references and reports
+//! every problem it finds at once as `FILE:LINE:COL: message`.
+
+mod raw;
+mod validate;
+pub mod values;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper::Uri;
+
+use crate::pattern::Pattern;
+
+/// Built-in scope that guards the admin API; never declared in `[[scopes]]`.
+pub const ADMIN_SCOPE: &str = "admin";
+
+/// A fully validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages and reloads).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub store: StoreConfig,
+    pub oauth: OAuthConfig,
+    pub scopes: Vec<Scope>,
+    pub users: Vec<User>,
+    pub clients: Vec<Client>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Issuer URL, without a trailing slash.
+    pub public_url: String,
+    pub shutdown_grace: Duration,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded, one node, lost on restart.
+    Memory,
+    /// A standalone Redis server, shared by every node pointing at it.
+    Redis { url: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    /// Prepended to every Redis key and channel.
+    pub prefix: String,
+    /// Longest a node trusts its local copy of a token.
+    pub cache_ttl: Duration,
+    /// Most tokens a node keeps in its local cache.
+    pub cache_capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// Mount point of the OAuth endpoints, e.g. `/oauth` (no trailing slash).
+    pub path: String,
+    /// `None` = tokens never expire.
+    pub access_token_ttl: Option<Duration>,
+    pub refresh_token_ttl: Option<Duration>,
+    pub authorization_code_ttl: Duration,
+    pub default_client: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub name: String,
+    pub description: String,
+    pub patterns: Vec<Pattern>,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// Scopes this user may grant; `None` = all.
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grant {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+    Password,
+    Implicit,
+}
+
+impl Grant {
+    pub const ALL: [Grant; 5] = [
+        Grant::AuthorizationCode,
+        Grant::RefreshToken,
+        Grant::ClientCredentials,
+        Grant::Password,
+        Grant::Implicit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::AuthorizationCode => "authorization_code",
+            Grant::RefreshToken => "refresh_token",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password => "password",
+            Grant::Implicit => "implicit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Grant> {
+        Grant::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+/// How many times one grant may be refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshCount {
+    Unlimited,
+    Limited(u32),
+}
+
+impl RefreshCount {
+    /// May a grant that has been refreshed `used` times be refreshed again?
+    pub fn allows(self, used: u32) -> bool {
+        match self {
+            RefreshCount::Unlimited => true,
+            RefreshCount::Limited(n) => used < n,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub kind: ClientType,
+    /// argon2 PHC string; `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grants: Vec<Grant>,
+    pub scopes: Vec<String>,
+    /// `None` = never expires.
+    pub access_token_ttl: Option<Duration>,
+    pub refresh_count: RefreshCount,
+}
+
+impl Client {
+    pub fn allows_grant(&self, grant: Grant) -> bool {
+        self.grants.contains(&grant)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAuth {
+    Bearer,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub pattern: Pattern,
+    /// Lower-case host (without port) this route is limited to.
+    pub host: Option<String>,
+    pub upstreams: Vec<Uri>,
+    pub auth: RouteAuth,
+    pub strip_prefix: Option<String>,
+    pub timeout: Duration,
+    pub forward_authorization: bool,
+}
+
+/// Why a config could not be loaded: every message is `FILE:LINE:COL: message` (or
+/// `FILE: message` when the file could not be read at all).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads and validates the file at `path`, resolving `${NAME}` from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+        Config::from_str_with_env(path, &src, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates `src` as if read from `path`; `env` resolves `${NAME}`.
+    pub fn from_str_with_env(
+        path: &Path,
+        src: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        validate::load(path, src, env)
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+
+    pub fn user(&self, username: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.username == username)
+    }
+
+    /// Scope name → description, for pages and metadata.
+    pub fn scope_names(&self) -> HashMap<&str, &str> {
+        self.scopes
+            .iter()
+            .map(|s| (s.name.as_str(), s.description.as_str()))
+            .collect()
+    }
+
+    /// A one-screen summary for `tollgate check`.
+    pub fn summary(&self) -> String {
+        let store = match &self.store.backend {
+            Backend::Memory => "memory".to_owned(),
+            Backend::Redis { url } => format!("redis ({})", redact_url(url)),
+        };
+        let mut out = format!(
+            "{}: OK\n  public  {} ({})\n  admin   {}\n  store   {}\n  oauth   {}/token\n",
+            self.source.display(),
+            self.server.listen,
+            self.server.public_url,
+            self.admin.listen,
+            store,
+            self.oauth.path,
+        );
+        out.push_str(&format!(
+            "  {} routes, {} scopes, {} clients, {} users\n",
+            self.routes.len(),
+            self.scopes.len(),
+            self.clients.len(),
+            self.users.len()
+        ));
+        for r in &self.routes {
+            let auth = match r.auth {
+                RouteAuth::Bearer => "bearer",
+                RouteAuth::None => "public",
+            };
+            out.push_str(&format!(
+                "  route {:<16} {:<24} {:<7} -> {}\n",
+                r.name,
+                r.pattern.as_str(),
+                auth,
+                r.upstreams
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// `redis://user:pass@host/0` → `redis://***@host/0`, for logs and summaries.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! Config validation: what loads, and every error with its `FILE:LINE:COL`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+/// A cheap argon2id hash (m=256) so tests need not spend real hashing time.
+const HASH: &str =
+    "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0$2kKJy8eJ1/nAEUlqrsYqGomF1P8fzJ6yL4w6ZwhbZUY";
+
+const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080/"
+
+[[scopes]]
+name = "reports"
+paths = ["/abc/*", "GET /reports/{id}"]
+
+[[clients]]
+client_id = "app"
+secret_hash = "HASH"
+grants = ["client_credentials", "refresh_token"]
+scopes = ["reports"]
+
+[[routes]]
+name = "abc"
+path = "/abc/*"
+upstreams = ["http://127.0.0.1:9000"]
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SECRET" => Some("s3cret".to_owned()),
+        "PORT" => Some("8181".to_owned()),
+        _ => None,
+    }
+}
+
+fn load(src: &str) -> Result<Config, ConfigError> {
+    Config::from_str_with_env(Path::new("gw.toml"), &src.replace("HASH", HASH), &env)
+}
+
+fn errors(src: &str) -> Vec<String> {
+    match load(src) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0,
+    }
+}
+
+#[test]
+fn minimal_file_loads_with_defaults() {
+    let c = load(BASE).expect("valid");
+    assert_eq!(
+        c.server.public_url, "http://127.0.0.1:8080",
+        "trailing slash trimmed"
+    );
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.store.backend, Backend::Memory);
+    assert_eq!(c.oauth.path, "/oauth");
+    assert_eq!(c.oauth.access_token_ttl, Some(Duration::from_secs(600)));
+    assert_eq!(
+        c.oauth.refresh_token_ttl,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    let app = c.client("app").expect("client");
+    assert_eq!(app.kind, ClientType::Confidential);
+    assert_eq!(app.access_token_ttl, Some(Duration::from_secs(600)));
+    assert_eq!(app.refresh_count, RefreshCount::Unlimited);
+    assert_eq!(c.routes[0].auth, RouteAuth::Bearer);
+    assert_eq!(c.routes[0].timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn env_interpolation_and_plain_secrets() {
+    let src = BASE
+        .replace(
+            r#"listen = "127.0.0.1:8080""#,
+            r#"listen = "127.0.0.1:${PORT}""#,
+        )
+        .replace(r#"secret_hash = "HASH""#, r#"secret = "${SECRET}""#);
+    let c = load(&src).expect("valid");
+    assert_eq!(c.server.listen.port(), 8181);
+    let hash = c
+        .client("app")
+        .and_then(|a| a.secret_hash.clone())
+        .expect("hashed");
+    assert!(
+        hash.starts_with("$argon2id$"),
+        "plain secret is hashed at load"
+    );
+    assert!(crate::secret::verify("s3cret", &hash));
+}
+
+#[test]
+fn per_client_lifetimes_and_refresh_counts() {
+    let src = BASE.replace(
+        r#"scopes = ["reports"]
+"#,
+        r#"scopes = ["reports"]
+access_token_ttl = "never"
+refresh_count = 3
+"#,
+    );
+    let c = load(&src).expect("valid");
+    let app = c.client("app").expect("client");
+    assert_eq!(app.access_token_ttl, None);
+    assert_eq!(app.refresh_count, RefreshCount::Limited(3));
+}
+
+/// Each row: a change to BASE, and the `LINE:COL: message-fragment` it must produce.
+#[test]
+fn errors_carry_file_line_and_column() {
+    let table: &[(&str, &str, &str)] = &[
+        // (replace this, with this, expected error fragment)
+        (
+            "public_url = \"http://127.0.0.1:8080/\"",
+            "public_url = \"http://127.0.0.1:8080/\"\nbogus = 1",
+            "gw.toml:5:1: unknown field `bogus`",
+        ),
+        (
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"nowhere\"",
+            "gw.toml:3:10: invalid listen address",
+        ),
+        (
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"${NOPE}\"",
+            "gw.toml:3:10: environment variable NOPE is not set",
+        ),
+        (
+            "name = \"reports\"",
+            "name = \"admin\"",
+            "gw.toml:7:8: `admin` is built in",
+        ),
+        (
+            "paths = [\"/abc/*\", \"GET /reports/{id}\"]",
+            "paths = [\"/abc/*/x\"]",
+            "gw.toml:8:10: invalid path pattern",
+        ),
+        (
+            "scopes = [\"reports\"]",
+            "scopes = [\"nope\"]",
+            "gw.toml:14:11: unknown scope \"nope\"",
+        ),
+        (
+            "grants = [\"client_credentials\", \"refresh_token\"]",
+            "grants = [\"client_credentials\", \"teleport\"]",
+            "gw.toml:13:33: unknown grant \"teleport\"",
+        ),
+        (
+            "secret_hash = \"HASH\"",
+            "secret_hash = \"plain\"",
+            "gw.toml:12:15: secret_hash: not a PHC hash string",
+        ),
+        (
+            "secret_hash = \"HASH\"",
+            "",
+            "gw.toml:11:13: a confidential client needs `secret` or `secret_hash`",
+        ),
+        (
+            "upstreams = [\"http://127.0.0.1:9000\"]",
+            "upstreams = [\"ftp://x\"]",
+            "gw.toml:19:14: invalid upstream URL",
+        ),
+        (
+            "upstreams = [\"http://127.0.0.1:9000\"]",
+            "upstreams = []",
+            "gw.toml:19:13: a route needs at least one upstream",
+        ),
+        (
+            "path = \"/abc/*\"",
+            "path = \"/elsewhere/*\"",
+            "gw.toml:18:8: route \"abc\" is unreachable",
+        ),
+        (
+            "path = \"/abc/*\"",
+            "path = \"/abc/*\"\nstrip_prefix = \"/ab\"",
+            "gw.toml:19:16: strip_prefix must be leading whole segments",
+        ),
+        (
+            "path = \"/abc/*\"",
+            "path = \"/abc/*\"\ntimeout = \"soon\"",
+            "gw.toml:19:11: invalid duration \"soon\"",
+        ),
+        (
+            "path = \"/abc/*\"",
+            "path = \"/abc/*\"\nauth = \"maybe\"",
+            "gw.toml:19:8: unknown auth \"maybe\"",
+        ),
+        (
+            "path = \"/abc/*\"",
+            "path = \"/abc/*\"\ncredential = \"crm\"",
+            "gw.toml:19:14: unknown credential \"crm\"",
+        ),
+        (
+            "[server]",
+            "[store]\nbackend = \"redis\"\n[server]",
+            "gw.toml:3:11: backend = \"redis\" needs `url`",
+        ),
+        (
+            "[server]",
+            "[store]\nbackend = \"etcd\"\n[server]",
+            "gw.toml:3:11: unknown store backend",
+        ),
+        (
+            "[server]",
+            "[oauth]\npath = \"/oauth/\"\n[server]",
+            "gw.toml:3:8: path must be a literal path",
+        ),
+        (
+            "[server]",
+            "[oauth]\naccess_token_ttl = \"0s\"\n[server]",
+            "gw.toml:3:20: a token lifetime must be more than 0",
+        ),
+        (
+            "[server]",
+            "[admin]\nlisten = \"127.0.0.1:8080\"\n[server]",
+            "[admin].listen must differ from [server].listen",
+        ),
+        ("[server]", "[server", "gw.toml:2:8: unclosed table"),
+    ];
+    for (from, to, want) in table {
+        assert!(BASE.contains(from), "test row does not apply: {from}");
+        let errs = errors(&BASE.replacen(from, to, 1));
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "changing {from:?} to {to:?}: want an error containing {want:?}, got {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let src = BASE
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"nowhere\"")
+        .replace("scopes = [\"reports\"]", "scopes = [\"nope\"]")
+        .replace("path = \"/abc/*\"", "path = \"/abc/*\"\ntimeout = \"soon\"");
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let twice = |block: &str| format!("{BASE}\n{block}");
+    let client2 =
+        "[[clients]]\nclient_id = \"app\"\nsecret_hash = \"HASH\"\nscopes = [\"reports\"]\n";
+    assert!(
+        errors(&twice(client2))
+            .iter()
+            .any(|e| e.contains("duplicate client_id"))
+    );
+    let same_name = "[[clients]]\nclient_id = \"other\"\nname = \"APP\"\nsecret_hash = \"HASH\"\n";
+    assert!(
+        errors(&twice(same_name))
+            .iter()
+            .any(|e| e.contains("already named")),
+        "name+version unique, name compared case-insensitively"
+    );
+    let scope2 = "[[scopes]]\nname = \"reports\"\npaths = [\"/x\"]\n";
+    assert!(
+        errors(&twice(scope2))
+            .iter()
+            .any(|e| e.contains("duplicate scope name"))
+    );
+    let route2 =
+        "[[routes]]\nname = \"abc\"\npath = \"/abc/x\"\nupstreams = [\"http://127.0.0.1:1\"]\n";
+    assert!(
+        errors(&twice(route2))
+            .iter()
+            .any(|e| e.contains("duplicate route name"))
+    );
+}
+
+#[test]
+fn public_clients_have_no_secret_and_no_client_credentials() {
+    let public = "[[clients]]\nclient_id = \"spa\"\ntype = \"public\"\nsecret = \"x\"\ngrants = [\"client_credentials\"]\n";
+    let errs = errors(&format!("{BASE}\n{public}"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("a public client has no secret")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("cannot use client_credentials")),
+        "{errs:#?}"
+    );
+    let needs_redirect =
+        "[[clients]]\nclient_id = \"spa\"\ntype = \"public\"\ngrants = [\"authorization_code\"]\n";
+    let errs = errors(&format!("{BASE}\n{needs_redirect}"));
+    assert!(
+        errs.iter().any(|e| e.contains("redirect_uris")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_public_route_needs_no_scope() {
+    let route = "[[routes]]\nname = \"open\"\npath = \"/open/*\"\nauth = \"none\"\nupstreams = [\"http://127.0.0.1:9000\"]\n";
+    load(&format!("{BASE}\n{route}")).expect("public routes are reachable without a scope");
+}
+
+#[test]
+fn the_shipped_gateway_toml_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+    let config = Config::load(&path).expect("shipped gateway.toml must load");
+    assert_eq!(config.store.backend, Backend::Memory);
+}

@@ -1,0 +1,279 @@
+//! The per-request pipeline on the public listener: normalise the path, serve OAuth
+//! endpoints, pick the route, authorise (→ `Permit`), forward, and write the access-log line.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use hyper::header::{HOST, HeaderValue};
+use hyper::{HeaderMap, Method, Request, Response};
+
+use crate::auth::{self, ScopeRules};
+use crate::config::{Config, Route};
+use crate::error::{Body, GatewayError};
+use crate::pattern::{self, Matcher};
+use crate::proxy::{Forward, Proxy, Upstreams};
+use crate::store::TokenStore;
+
+/// A config compiled for serving: matchers built, upstream cursors ready. Swapped whole on
+/// reload; a request keeps the one it started with.
+pub struct Runtime {
+    pub config: Config,
+    routes: RouteTable,
+    pub scopes: ScopeRules,
+    upstreams: Vec<Upstreams>,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Runtime {
+        Runtime {
+            routes: RouteTable::new(&config.routes),
+            scopes: ScopeRules::new(&config.scopes),
+            upstreams: config
+                .routes
+                .iter()
+                .map(|r| Upstreams::new(&r.upstreams))
+                .collect(),
+            config,
+        }
+    }
+
+    /// The route serving `method` + normalised `path` on `host`.
+    pub fn route(&self, host: Option<&str>, method: &Method, path: &str) -> Option<&Route> {
+        self.routes
+            .find(host, method, path)
+            .map(|i| &self.config.routes[i])
+    }
+}
+
+/// Routes compiled per host: the most specific pattern wins, and on a tie a route bound to
+/// the request's host beats one that is not.
+struct RouteTable {
+    any_host: Matcher<usize>,
+    by_host: HashMap<String, Matcher<usize>>,
+}
+
+impl RouteTable {
+    fn new(routes: &[Route]) -> RouteTable {
+        let mut by_host: HashMap<String, Vec<_>> = HashMap::new();
+        let mut any = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            match &r.host {
+                Some(h) => by_host
+                    .entry(h.clone())
+                    .or_default()
+                    .push((r.pattern.clone(), i)),
+                None => any.push((r.pattern.clone(), i)),
+            }
+        }
+        RouteTable {
+            any_host: Matcher::new(any),
+            by_host: by_host
+                .into_iter()
+                .map(|(h, e)| (h, Matcher::new(e)))
+                .collect(),
+        }
+    }
+
+    fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<usize> {
+        let general = self.any_host.best(method, path);
+        let specific = host
+            .filter(|_| !self.by_host.is_empty())
+            .and_then(|h| self.by_host.get(h))
+            .and_then(|m| m.best(method, path));
+        match (specific, general) {
+            (Some((hp, &hi)), Some((gp, &gi))) => {
+                let host_wins = hp.literal_prefix().len() >= gp.literal_prefix().len();
+                Some(if host_wins { hi } else { gi })
+            }
+            (Some((_, &i)), None) | (None, Some((_, &i))) => Some(i),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, unique without a syscall per request.
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        RequestIds {
+            prefix: u64::from_le_bytes(seed),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The client's id when it is well-formed, otherwise a new one.
+    fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(v) = headers.get("x-request-id") {
+            let b = v.as_bytes();
+            let well_formed = (1..=128).contains(&b.len())
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'));
+            if well_formed {
+                return v.clone();
+            }
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:016x}{:016x}", self.prefix, n))
+            .unwrap_or(HeaderValue::from_static("0"))
+    }
+}
+
+/// The public side of one node.
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    store: TokenStore,
+    proxy: Proxy,
+    ids: RequestIds,
+    tls: bool,
+}
+
+impl Gateway {
+    pub fn new(config: Config, store: TokenStore) -> Gateway {
+        let tls = config.server.tls.is_some();
+        Gateway {
+            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+            store,
+            proxy: Proxy::new(),
+            ids: RequestIds::new(),
+            tls,
+        }
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Swaps in a new (already validated) config; requests in flight keep the old one.
+    pub fn reload(&self, config: Config) {
+        self.runtime.store(Arc::new(Runtime::new(config)));
+    }
+
+    pub fn store(&self) -> &TokenStore {
+        &self.store
+    }
+
+    pub async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        remote: SocketAddr,
+    ) -> Response<Body> {
+        let start = Instant::now();
+        let rt = self.runtime.load_full();
+        let request_id = self.ids.for_request(req.headers());
+        let method = req.method().clone();
+        let raw_path = req.uri().path().to_owned();
+        let mut log = AccessLog {
+            route: "-",
+            client_id: None,
+        };
+        let mut resp = match self
+            .dispatch(&rt, req, remote, &request_id, &raw_path, &mut log)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        };
+        resp.headers_mut()
+            .insert("x-request-id", request_id.clone());
+        tracing::info!(
+            target: "tollgate::access",
+            method = %method,
+            path = %raw_path,
+            route = log.route,
+            status = resp.status().as_u16(),
+            client_id = log.client_id.as_deref().unwrap_or("-"),
+            latency_us = start.elapsed().as_micros() as u64,
+            request_id = request_id.to_str().unwrap_or("-"),
+        );
+        resp
+    }
+
+    async fn dispatch<'r>(
+        &self,
+        rt: &'r Runtime,
+        req: Request<hyper::body::Incoming>,
+        remote: SocketAddr,
+        request_id: &HeaderValue,
+        raw_path: &str,
+        log: &mut AccessLog<'r>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let path = pattern::normalize(raw_path)?;
+        let req = match crate::oauth::route(&rt.config, &self.store, &path, req).await {
+            Ok(handled) => {
+                log.route = handled.endpoint;
+                log.client_id = handled.client_id;
+                return Ok(handled.response);
+            }
+            Err(req) => req,
+        };
+        let host = request_host(&req);
+        let route = rt
+            .route(host.as_deref(), req.method(), &path)
+            .ok_or(GatewayError::NoRoute)?;
+        log.route = &route.name;
+        let permit = auth::authorize(
+            route.auth,
+            req.headers(),
+            req.method(),
+            &path,
+            &rt.scopes,
+            &self.store,
+        )
+        .await?;
+        log.client_id = permit.client_id().map(str::to_owned);
+        let upstream_path = match &route.strip_prefix {
+            Some(prefix) => match path.strip_prefix(prefix.as_str()) {
+                Some("") => "/",
+                Some(rest) => rest,
+                None => &path,
+            },
+            None => &path,
+        };
+        let index = rt
+            .config
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, route))
+            .unwrap_or(0);
+        let fwd = Forward {
+            remote: remote.ip(),
+            tls: self.tls,
+            request_id,
+            path: upstream_path,
+            timeout: route.timeout,
+            keep_authorization: route.forward_authorization,
+        };
+        self.proxy
+            .forward(&permit, &rt.upstreams[index], req, &fwd)
+            .await
+    }
+}
+
+struct AccessLog<'r> {
+    route: &'r str,
+    client_id: Option<String>,
+}
+
+/// Lower-case host of the request, without port (Host header, or the HTTP/2 authority).
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())?;
+    let host = match raw.rfind(':') {
+        Some(i) if !raw.ends_with(']') => &raw[..i],
+        _ => raw,
+    };
+    Some(host.to_ascii_lowercase())
+}

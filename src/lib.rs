@@ -1,0 +1,32 @@
+//! Tollgate: a reverse proxy that enforces OAuth 2.0 bearer tokens, and the authorization
+//! server that issues them.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | `gateway.toml` → validated [`config::Config`] (errors as `FILE:LINE:COL`) |
+//! | [`pattern`] | path normalisation and the compiled route/scope matcher |
+//! | [`server`] | listeners, accept loop, graceful shutdown, [`server::run`] |
+//! | [`gateway`] | the per-request pipeline on the public listener |
+//! | [`auth`] | bearer extraction, token validation, scope check → `Permit` |
+//! | [`proxy`] | upstream client, round-robin, header hygiene |
+//! | [`oauth`] | the token and revocation endpoints |
+//! | [`store`] | token store: memory or Redis, with the per-node cache |
+//! | [`token`] | token generation, hashing, records |
+//! | [`secret`] | argon2id for client secrets and passwords |
+//! | [`admin`] | health and readiness on the admin listener |
+//! | [`error`] | every error → status code, challenge and JSON body |
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod oauth;
+pub mod pattern;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod token;

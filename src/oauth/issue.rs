@@ -1,0 +1,199 @@
+//! Minting tokens: records, lifetimes, refresh-token eligibility, and the token response.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::config::{Client, Grant, OAuthConfig};
+use crate::error::OAuthError;
+use crate::store::TokenStore;
+use crate::token::{self, AccessToken, Millis, RefreshToken, TokenHash};
+
+/// Who a token is for and what it may do.
+pub struct Request<'a> {
+    pub client: &'a Client,
+    pub username: Option<&'a str>,
+    pub scopes: Vec<String>,
+    /// Continue an existing grant (refresh) or start a new one.
+    pub grant_id: Option<String>,
+    /// Refreshes the grant has used, counting the one being made now.
+    pub refreshes_used: u32,
+    /// May this grant type carry a refresh token at all (not client_credentials, not implicit)?
+    pub refreshable: bool,
+}
+
+/// A freshly minted token pair; the only place the token texts exist.
+pub struct Issued {
+    pub access_token: String,
+    pub access: AccessToken,
+    pub refresh_token: Option<String>,
+    pub refresh: Option<RefreshToken>,
+    pub client_version: String,
+}
+
+fn rng_failed(e: getrandom::Error) -> OAuthError {
+    OAuthError::server_error(format!("random generator failed: {e}"))
+}
+
+fn expiry(now: Millis, ttl: Option<Duration>) -> Option<Millis> {
+    ttl.map(|d| now.saturating_add(d.as_millis() as u64))
+}
+
+/// Mints and stores an access token (and a refresh token where the client and its
+/// `refresh_count` allow one).
+pub async fn issue(
+    store: &TokenStore,
+    oauth: &OAuthConfig,
+    req: Request<'_>,
+) -> Result<Issued, OAuthError> {
+    let now = token::now_millis();
+    let grant_id = match req.grant_id {
+        Some(id) => id,
+        None => token::new_grant_id().map_err(rng_failed)?,
+    };
+    let access_token = token::generate().map_err(rng_failed)?;
+    let access = AccessToken {
+        client_id: req.client.client_id.clone(),
+        username: req.username.map(str::to_owned),
+        scopes: req.scopes.clone(),
+        issued_at: now,
+        expires_at: expiry(now, req.client.access_token_ttl),
+        grant_id: grant_id.clone(),
+    };
+    let with_refresh = req.refreshable
+        && req.client.allows_grant(Grant::RefreshToken)
+        && req.client.refresh_count.allows(req.refreshes_used);
+    let (refresh_token, refresh) = if with_refresh {
+        let text = token::generate().map_err(rng_failed)?;
+        let record = RefreshToken {
+            client_id: access.client_id.clone(),
+            username: access.username.clone(),
+            scopes: req.scopes,
+            issued_at: now,
+            expires_at: expiry(now, oauth.refresh_token_ttl),
+            grant_id,
+            refreshes_used: req.refreshes_used,
+        };
+        (Some(text), Some(record))
+    } else {
+        (None, None)
+    };
+    let refresh_hash = refresh_token.as_deref().map(TokenHash::of);
+    store
+        .issue(
+            &TokenHash::of(&access_token),
+            &access,
+            refresh_hash.as_ref().zip(refresh.as_ref()),
+        )
+        .await?;
+    Ok(Issued {
+        access_token,
+        access,
+        refresh_token,
+        refresh,
+        client_version: req.client.version.clone(),
+    })
+}
+
+/// RFC 6749 §5.1 token response, with the UTC timestamps of SPEC §5.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub issued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_at: Option<String>,
+    /// The client's registered version, for clients that expect it echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl From<Issued> for TokenResponse {
+    fn from(i: Issued) -> Self {
+        let a = &i.access;
+        TokenResponse {
+            expires_in: a
+                .expires_at
+                .map(|at| at.saturating_sub(a.issued_at).div_ceil(1000)),
+            scope: a.scope_string(),
+            issued_at: rfc3339(a.issued_at),
+            expires_at: a.expires_at.map(rfc3339),
+            refresh_token_expires_at: i.refresh.as_ref().and_then(|r| r.expires_at).map(rfc3339),
+            refresh_token: i.refresh_token,
+            access_token: i.access_token,
+            token_type: "Bearer",
+            version: (!i.client_version.is_empty()).then_some(i.client_version),
+        }
+    }
+}
+
+/// `2026-11-23T10:00:00Z`.
+pub fn rfc3339(ms: Millis) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Resolves the `scope` parameter against what may be granted (RFC 6749 §3.3): absent = all
+/// of `allowed`; otherwise every requested scope must be in `allowed`.
+pub fn resolve_scopes(
+    requested: Option<&str>,
+    allowed: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    let scopes: Vec<String> = match requested {
+        None => allowed.to_vec(),
+        Some(text) => {
+            let mut out: Vec<String> = Vec::new();
+            for s in text.split(' ').filter(|s| !s.is_empty()) {
+                if !allowed.iter().any(|a| a == s) {
+                    return Err(OAuthError::invalid_scope(format!(
+                        "scope {s:?} may not be granted"
+                    )));
+                }
+                if !out.iter().any(|o| o == s) {
+                    out.push(s.to_owned());
+                }
+            }
+            out
+        }
+    };
+    if scopes.is_empty() {
+        return Err(OAuthError::invalid_scope("no scope may be granted"));
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_428_000_000), "2026-11-23T10:00:00Z");
+    }
+
+    #[test]
+    fn scope_resolution() {
+        let allowed = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(resolve_scopes(None, &allowed).expect("all"), allowed);
+        assert_eq!(resolve_scopes(Some("b"), &allowed).expect("b"), vec!["b"]);
+        assert_eq!(
+            resolve_scopes(Some("b  a b"), &allowed).expect("ba"),
+            vec!["b", "a"]
+        );
+        assert_eq!(
+            resolve_scopes(Some("c"), &allowed).expect_err("c").code,
+            "invalid_scope"
+        );
+        assert_eq!(
+            resolve_scopes(None, &[]).expect_err("none").code,
+            "invalid_scope"
+        );
+    }
+}

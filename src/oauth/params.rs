@@ -1,0 +1,254 @@
+//! Reading OAuth request parameters and authenticating the client (RFC 6749 §2.3, §3.1).
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Limited};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::{HeaderMap, Request};
+
+use crate::config::{Client, ClientType, Config};
+use crate::error::OAuthError;
+
+/// Largest form body accepted by the OAuth endpoints.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The parameters of one request; a parameter sent with an empty value counts as absent.
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter `{name}`")))
+    }
+
+    /// Parses `application/x-www-form-urlencoded` text; a repeated parameter is an error.
+    pub fn parse(text: &[u8]) -> Result<Params, OAuthError> {
+        let mut map = HashMap::new();
+        for (k, v) in form_urlencoded::parse(text) {
+            if map.contains_key(k.as_ref()) {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter `{k}` is repeated"
+                )));
+            }
+            map.insert(k.into_owned(), v.into_owned());
+        }
+        map.retain(|_, v| !v.is_empty());
+        Ok(Params(map))
+    }
+}
+
+/// The form body, or the query string when the body is empty (SPEC §5: existing clients send
+/// token requests as query parameters).
+pub async fn read(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Params), OAuthError> {
+    let (parts, body) = req.into_parts();
+    let body = Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?
+        .to_bytes();
+    let params = if body.is_empty() {
+        Params::parse(parts.uri.query().unwrap_or("").as_bytes())?
+    } else {
+        let form = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| {
+                ct.split(';').next().is_some_and(|m| {
+                    m.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
+            });
+        if !form {
+            return Err(OAuthError::invalid_request(
+                "body must be application/x-www-form-urlencoded",
+            ));
+        }
+        Params::parse(&body)?
+    };
+    Ok((parts.headers, params))
+}
+
+/// How the client presented itself.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientCredentials {
+    Basic { id: String, secret: String },
+    Body { id: String, secret: Option<String> },
+    None,
+}
+
+/// Finds the client credentials in the `Authorization: Basic` header or the body; using both
+/// is an error (RFC 6749 §2.3).
+pub fn client_credentials(
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<ClientCredentials, OAuthError> {
+    let basic = match headers.get(AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().unwrap_or("");
+            let (scheme, encoded) = value.split_once(' ').unwrap_or((value, ""));
+            if scheme.eq_ignore_ascii_case("basic") {
+                Some(parse_basic(encoded.trim()).ok_or_else(|| OAuthError {
+                    basic_challenge: true,
+                    ..OAuthError::invalid_client("malformed Basic credentials")
+                })?)
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    match (basic, params.get("client_id"), params.get("client_secret")) {
+        (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
+            "client authenticated twice: use either HTTP Basic or client_secret in the body",
+        )),
+        (Some((id, _)), Some(body_id), None) if body_id != id => Err(OAuthError::invalid_request(
+            "client_id in the body differs from the one in HTTP Basic",
+        )),
+        (Some((id, secret)), _, None) => Ok(ClientCredentials::Basic { id, secret }),
+        (None, Some(id), secret) => Ok(ClientCredentials::Body {
+            id: id.to_owned(),
+            secret: secret.map(str::to_owned),
+        }),
+        (None, None, Some(_)) => Err(OAuthError::invalid_request(
+            "client_secret without client_id",
+        )),
+        (None, None, None) => Ok(ClientCredentials::None),
+    }
+}
+
+/// RFC 6749 §2.3.1: `base64(urlencode(id) ":" urlencode(secret))`.
+fn parse_basic(encoded: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let id = unescape(id);
+    (!id.is_empty()).then(|| (id, unescape(secret)))
+}
+
+/// An authenticated client, and whether it used HTTP Basic (to shape a 401).
+pub struct Authenticated<'c> {
+    pub client: &'c Client,
+    pub via_basic: bool,
+    /// The request named no client and `[oauth].default_client` stood in.
+    pub defaulted: bool,
+}
+
+/// Authenticates the client of a token or revocation request.
+pub async fn authenticate<'c>(
+    config: &'c Config,
+    creds: ClientCredentials,
+) -> Result<Authenticated<'c>, OAuthError> {
+    let (id, secret, via_basic) = match creds {
+        ClientCredentials::Basic { id, secret } => (id, Some(secret), true),
+        ClientCredentials::Body { id, secret } => (id, secret, false),
+        ClientCredentials::None => {
+            let client = config
+                .oauth
+                .default_client
+                .as_deref()
+                .and_then(|id| config.client(id))
+                .ok_or_else(|| OAuthError::invalid_client("client authentication required"))?;
+            return Ok(Authenticated {
+                client,
+                via_basic: false,
+                defaulted: true,
+            });
+        }
+    };
+    let failed = || OAuthError {
+        basic_challenge: via_basic,
+        ..OAuthError::invalid_client("client authentication failed")
+    };
+    let Some(client) = config.client(&id) else {
+        // Spend the same time as a wrong secret, so probing does not reveal client ids.
+        if let Some(secret) = secret {
+            crate::secret::verify_blocking(secret, crate::secret::decoy_hash().to_owned()).await;
+        }
+        return Err(failed());
+    };
+    match (client.kind, &client.secret_hash, secret) {
+        (ClientType::Public, _, None) => {}
+        (ClientType::Public, _, Some(_)) => {
+            return Err(OAuthError {
+                basic_challenge: via_basic,
+                ..OAuthError::invalid_client("a public client has no secret")
+            });
+        }
+        (ClientType::Confidential, Some(hash), Some(secret)) => {
+            if !crate::secret::verify_blocking(secret, hash.clone()).await {
+                return Err(failed());
+            }
+        }
+        (ClientType::Confidential, _, _) => return Err(failed()),
+    }
+    Ok(Authenticated {
+        client,
+        via_basic,
+        defaulted: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    #[test]
+    fn parameters() {
+        let p = Params::parse(b"a=1&b=&c=x%20y+z").expect("parse");
+        assert_eq!(p.get("a"), Some("1"));
+        assert_eq!(p.get("b"), None, "empty value counts as absent");
+        assert_eq!(p.get("c"), Some("x y z"));
+        let err = Params::parse(b"a=1&a=2").expect_err("repeated");
+        assert_eq!(err.code, "invalid_request");
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let enc = base64::engine::general_purpose::STANDARD.encode("my%20app:s%3Acret");
+        assert_eq!(
+            parse_basic(&enc),
+            Some(("my app".to_owned(), "s:cret".to_owned()))
+        );
+        assert_eq!(parse_basic("!!!"), None);
+        let no_colon = base64::engine::general_purpose::STANDARD.encode("abc");
+        assert_eq!(parse_basic(&no_colon), None);
+    }
+
+    #[test]
+    fn two_authentication_methods_are_refused() {
+        let mut h = HeaderMap::new();
+        let enc = base64::engine::general_purpose::STANDARD.encode("app:secret");
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {enc}")).expect("hv"),
+        );
+        let p = Params::parse(b"client_secret=secret").expect("parse");
+        assert!(client_credentials(&h, &p).is_err());
+        let p = Params::parse(b"client_id=app").expect("parse");
+        assert_eq!(
+            client_credentials(&h, &p).expect("creds"),
+            ClientCredentials::Basic {
+                id: "app".into(),
+                secret: "secret".into()
+            }
+        );
+        let p = Params::parse(b"client_id=other").expect("parse");
+        assert!(client_credentials(&h, &p).is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! Forwarding to upstreams: the pooled keep-alive client, round-robin over a route's
+//! upstreams (skipping ones that just failed), and header hygiene (SPEC §4 step 4).
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::{HeaderMap, Request, Response, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::auth::Permit;
+use crate::error::{Body, GatewayError};
+
+/// How long an upstream that refused a connection is skipped by round-robin.
+const FAILED_UPSTREAM_PAUSE: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-client-id");
+static X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+static X_AUTH_SCOPE: HeaderName = HeaderName::from_static("x-auth-scope");
+
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy ones proxies also drop.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::UPGRADE,
+];
+
+/// Process start, as the zero point of the `down_until` clocks.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn clock_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
+
+/// One upstream of a route.
+struct Target {
+    authority: Authority,
+    /// Path prefix from the upstream URL, without a trailing slash ("" for none).
+    base_path: String,
+    /// Skip this target until this time (ms on [`clock_ms`]).
+    down_until: AtomicU64,
+}
+
+/// A route's upstreams with their round-robin cursor.
+pub struct Upstreams {
+    targets: Vec<Target>,
+    next: AtomicUsize,
+}
+
+impl Upstreams {
+    pub fn new(uris: &[Uri]) -> Upstreams {
+        let targets = uris
+            .iter()
+            .filter_map(|u| {
+                Some(Target {
+                    authority: u.authority()?.clone(),
+                    base_path: u.path().trim_end_matches('/').to_owned(),
+                    down_until: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        Upstreams {
+            targets,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Targets in the order to try them: round-robin start, ones marked down moved last.
+    fn order(&self) -> impl Iterator<Item = &Target> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = clock_ms();
+        let rotated = (0..n).map(move |i| &self.targets[(start + i) % n]);
+        let up = rotated
+            .clone()
+            .filter(move |t| t.down_until.load(Ordering::Relaxed) <= now);
+        let down = rotated.filter(move |t| t.down_until.load(Ordering::Relaxed) > now);
+        up.chain(down)
+    }
+}
+
+/// What the gateway knows about the inbound request, for the forwarding headers.
+pub struct Forward<'a> {
+    pub remote: IpAddr,
+    pub tls: bool,
+    pub request_id: &'a HeaderValue,
+    /// Path to send upstream (normalised, `strip_prefix` applied).
+    pub path: &'a str,
+    pub timeout: Duration,
+    pub keep_authorization: bool,
+}
+
+/// The shared upstream client (connection pool).
+#[derive(Clone)]
+pub struct Proxy {
+    client: Client<HttpConnector, Body>,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Proxy {
+    pub fn new() -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Proxy { client }
+    }
+
+    /// Sends the request to one of `upstreams` and returns its response, streaming both ways.
+    pub async fn forward(
+        &self,
+        permit: &Permit,
+        upstreams: &Upstreams,
+        req: Request<hyper::body::Incoming>,
+        fwd: &Forward<'_>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (mut parts, body) = req.into_parts();
+        let query = parts.uri.query().map(str::to_owned);
+        prepare_headers(&mut parts.headers, permit, fwd, parts.uri.authority());
+        parts.version = Version::HTTP_11;
+        // A request without a body can be re-sent to the next upstream when a connection is
+        // refused; one with a body cannot, as the body is consumed by the first attempt.
+        let retryable = hyper::body::Body::is_end_stream(&body);
+        let mut body = Some(body);
+        let mut last = GatewayError::BadGateway;
+        for target in upstreams.order() {
+            let Some(uri) = upstream_uri(target, fwd.path, query.as_deref()) else {
+                return Err(GatewayError::BadGateway);
+            };
+            let outbound_body = match body.take() {
+                Some(b) => Body::Left(b),
+                None => crate::error::full(bytes::Bytes::new()),
+            };
+            let mut req = Request::new(outbound_body);
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = Version::HTTP_11;
+            *req.headers_mut() = if retryable {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            match tokio::time::timeout(fwd.timeout, self.client.request(req)).await {
+                Err(_) => return Err(GatewayError::GatewayTimeout),
+                Ok(Ok(mut resp)) => {
+                    strip_hop_by_hop(resp.headers_mut());
+                    return Ok(resp.map(Body::Left));
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(upstream = %target.authority, error = %e, "upstream request failed");
+                    if !e.is_connect() {
+                        return Err(GatewayError::BadGateway);
+                    }
+                    target.down_until.store(
+                        clock_ms() + FAILED_UPSTREAM_PAUSE.as_millis() as u64,
+                        Ordering::Relaxed,
+                    );
+                    last = GatewayError::BadGateway;
+                    if !retryable {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn upstream_uri(target: &Target, path: &str, query: Option<&str>) -> Option<Uri> {
+    let pq = match query {
+        Some(q) => format!("{}{}?{}", target.base_path, path, q),
+        None if target.base_path.is_empty() => path.to_owned(),
+        None => format!("{}{}", target.base_path, path),
+    };
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(target.authority.clone())
+        .path_and_query(PathAndQuery::try_from(pq).ok()?)
+        .build()
+        .ok()
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites the inbound headers for the upstream (SPEC §4 step 4).
+fn prepare_headers(
+    headers: &mut HeaderMap,
+    permit: &Permit,
+    fwd: &Forward<'_>,
+    uri_authority: Option<&Authority>,
+) {
+    strip_hop_by_hop(headers);
+    // Identity headers are the gateway's word; a client must never be able to set them.
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-auth-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    if !fwd.keep_authorization {
+        headers.remove(hyper::header::AUTHORIZATION);
+    }
+    let host = headers
+        .remove(HOST)
+        .or_else(|| uri_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    let client_ip = fwd.remote.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client_ip}"),
+        _ => client_ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if fwd.tls { "https" } else { "http" }),
+    );
+    headers.insert(X_REQUEST_ID.clone(), fwd.request_id.clone());
+    if let Some(entry) = permit.token() {
+        let t = &entry.token;
+        if let Ok(v) = HeaderValue::from_str(&t.client_id) {
+            headers.insert(X_AUTH_CLIENT_ID.clone(), v);
+        }
+        if let Some(user) = t
+            .username
+            .as_deref()
+            .and_then(|u| HeaderValue::from_str(u).ok())
+        {
+            headers.insert(X_AUTH_SUBJECT.clone(), user);
+        }
+        if let Ok(v) = HeaderValue::from_str(&t.scope_string()) {
+            headers.insert(X_AUTH_SCOPE.clone(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("x-kept", "yes"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn round_robin_skips_failed_targets() {
+        let ups = Upstreams::new(&[
+            "http://127.0.0.1:1".parse().expect("uri"),
+            "http://127.0.0.1:2".parse().expect("uri"),
+        ]);
+        let first: Vec<String> = ups.order().map(|t| t.authority.to_string()).collect();
+        let second: Vec<String> = ups.order().map(|t| t.authority.to_string()).collect();
+        assert_ne!(
+            first[0], second[0],
+            "successive requests start at different targets"
+        );
+        ups.targets[0]
+            .down_until
+            .store(clock_ms() + 60_000, Ordering::Relaxed);
+        for _ in 0..4 {
+            let order: Vec<String> = ups.order().map(|t| t.authority.to_string()).collect();
+            assert_eq!(order, vec!["127.0.0.1:2", "127.0.0.1:1"]);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! A node's local cache of access-token records, in front of the shared store.
+//!
+//! Rules it keeps:
+//! - an entry lives at most `cache_ttl`, and a valid token's entry never past its expiry;
+//! - concurrent misses for one token make one store lookup (the others wait for its answer);
+//! - unknown tokens are never cached;
+//! - a revocation drops the entry at once, and an answer fetched while a revocation arrived is
+//!   not cached (it may predate the revocation);
+//! - the cache is used only while the node is subscribed to revocations (`set_live`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+
+use super::StoreError;
+use crate::token::{AccessEntry, TokenHash, now_millis};
+
+type Fetched = Result<Option<Arc<AccessEntry>>, StoreError>;
+
+struct Cached {
+    entry: Arc<AccessEntry>,
+    until: Instant,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub live: bool,
+}
+
+pub struct TokenCache {
+    entries: DashMap<TokenHash, Cached>,
+    inflight: DashMap<TokenHash, Arc<OnceCell<Fetched>>>,
+    ttl: Duration,
+    capacity: usize,
+    live: AtomicBool,
+    /// Bumped by every invalidation; a fetch that saw it change does not cache its answer.
+    generation: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl TokenCache {
+    pub fn new(ttl: Duration, capacity: usize) -> TokenCache {
+        TokenCache {
+            entries: DashMap::new(),
+            inflight: DashMap::new(),
+            ttl,
+            capacity,
+            live: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached record, or the store's answer through `fetch` (one fetch per token at a time).
+    pub async fn get_or_fetch<F, Fut>(&self, hash: TokenHash, fetch: F) -> Fetched
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<AccessEntry>, StoreError>>,
+    {
+        if !self.live.load(Ordering::Acquire) {
+            return fetch().await.map(|found| found.map(Arc::new));
+        }
+        let now = Instant::now();
+        if let Some(hit) = self.entries.get(&hash)
+            && hit.until > now
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(Arc::clone(&hit.entry)));
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let cell = Arc::clone(
+            self.inflight
+                .entry(hash)
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .value(),
+        );
+        let result = cell
+            .get_or_init(|| async {
+                let generation = self.generation.load(Ordering::Acquire);
+                let fetched = fetch().await.map(|found| found.map(Arc::new));
+                if let Ok(Some(entry)) = &fetched {
+                    self.insert(hash, entry, generation);
+                }
+                fetched
+            })
+            .await
+            .clone();
+        self.inflight.remove_if(&hash, |_, c| Arc::ptr_eq(c, &cell));
+        result
+    }
+
+    fn insert(&self, hash: TokenHash, entry: &Arc<AccessEntry>, generation: u64) {
+        if !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            self.purge_expired();
+            if self.entries.len() >= self.capacity {
+                return;
+            }
+        }
+        let mut until = Instant::now() + self.ttl;
+        if !entry.revoked {
+            // A valid token is trusted no longer than it lives; after that the store says
+            // "expired" (and that answer is final, so it may be cached for the full ttl).
+            if let Some(expires_at) = entry.token.expires_at {
+                let left = expires_at.saturating_sub(now_millis());
+                until = until.min(Instant::now() + Duration::from_millis(left));
+            }
+        }
+        self.entries.insert(
+            hash,
+            Cached {
+                entry: Arc::clone(entry),
+                until,
+            },
+        );
+        // Re-check after inserting: an invalidation that raced the insert must win.
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.entries.remove(&hash);
+        }
+    }
+
+    /// Drops one token (it was revoked).
+    pub fn invalidate(&self, hash: &TokenHash) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.remove(hash);
+    }
+
+    /// Turns the cache on (subscribed) or off (subscription lost); both start from empty.
+    pub fn set_live(&self, live: bool) {
+        if !live {
+            self.live.store(false, Ordering::Release);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.clear();
+        if live {
+            self.live.store(true, Ordering::Release);
+        }
+    }
+
+    fn purge_expired(&self) {
+        let now = Instant::now();
+        self.entries.retain(|_, c| c.until > now);
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.entries.len(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            live: self.live.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::AccessToken;
+    use std::sync::atomic::AtomicUsize;
+
+    fn entry(expires_in_ms: Option<u64>) -> AccessEntry {
+        AccessEntry {
+            token: AccessToken {
+                client_id: "c".into(),
+                username: None,
+                scopes: vec!["s".into()],
+                issued_at: now_millis(),
+                expires_at: expires_in_ms.map(|ms| now_millis() + ms),
+                grant_id: "g".into(),
+            },
+            revoked: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_make_one_fetch() {
+        let cache = Arc::new(TokenCache::new(Duration::from_secs(30), 100));
+        cache.set_live(true);
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let hash = TokenHash::of("t");
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (cache, fetches) = (Arc::clone(&cache), Arc::clone(&fetches));
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_fetch(hash, || async {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Some(entry(Some(60_000))))
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.expect("task").expect("fetch").is_some());
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_tokens_are_not_cached_and_revocations_drop_entries() {
+        let cache = TokenCache::new(Duration::from_secs(30), 100);
+        cache.set_live(true);
+        let hash = TokenHash::of("t");
+        let got = cache.get_or_fetch(hash, || async { Ok(None) }).await;
+        assert!(got.expect("fetch").is_none());
+        assert_eq!(cache.stats().entries, 0);
+
+        cache
+            .get_or_fetch(hash, || async { Ok(Some(entry(None))) })
+            .await
+            .expect("fetch");
+        assert_eq!(cache.stats().entries, 1);
+        cache.invalidate(&hash);
+        assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[tokio::test]
+    async fn not_live_means_not_used() {
+        let cache = TokenCache::new(Duration::from_secs(30), 100);
+        let hash = TokenHash::of("t");
+        cache
+            .get_or_fetch(hash, || async { Ok(Some(entry(None))) })
+            .await
+            .expect("fetch");
+        assert_eq!(
+            cache.stats().entries,
+            0,
+            "nothing cached while not subscribed"
+        );
+        cache.set_live(true);
+        cache
+            .get_or_fetch(hash, || async { Ok(Some(entry(None))) })
+            .await
+            .expect("fetch");
+        cache.set_live(false);
+        assert_eq!(
+            cache.stats().entries,
+            0,
+            "losing the subscription empties the cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn entries_never_outlive_the_token() {
+        let cache = TokenCache::new(Duration::from_secs(30), 100);
+        cache.set_live(true);
+        let hash = TokenHash::of("t");
+        cache
+            .get_or_fetch(hash, || async { Ok(Some(entry(Some(0)))) })
+            .await
+            .expect("fetch");
+        let refetched = AtomicUsize::new(0);
+        cache
+            .get_or_fetch(hash, || async {
+                refetched.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(entry(Some(0))))
+            })
+            .await
+            .expect("fetch");
+        assert_eq!(
+            refetched.load(Ordering::SeqCst),
+            1,
+            "an expired entry is not served"
+        );
+    }
+
+    #[tokio::test]
+    async fn capacity_is_respected() {
+        let cache = TokenCache::new(Duration::from_secs(30), 2);
+        cache.set_live(true);
+        for i in 0..5 {
+            let hash = TokenHash::of(&i.to_string());
+            cache
+                .get_or_fetch(hash, || async { Ok(Some(entry(None))) })
+                .await
+                .expect("fetch");
+        }
+        assert_eq!(cache.stats().entries, 2);
+    }
+}

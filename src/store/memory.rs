@@ -1,0 +1,156 @@
+//! The embedded store: everything in this process's memory, lost on restart.
+//!
+//! Lookups are a `DashMap` read and an `Arc` clone, so this backend needs no cache in front.
+//! A sweeper drops records [`super::EXPIRED_RETENTION`] after they expire.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use super::{Retire, keep_until};
+use crate::token::{
+    AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash, now_millis,
+};
+
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy)]
+enum Member {
+    Access(TokenHash),
+    Refresh(TokenHash),
+}
+
+#[derive(Default)]
+struct Maps {
+    access: DashMap<TokenHash, Arc<AccessEntry>>,
+    refresh: DashMap<TokenHash, RefreshEntry>,
+    grants: DashMap<String, Vec<Member>>,
+}
+
+pub struct MemoryStore {
+    maps: Arc<Maps>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        let maps = Arc::new(Maps::default());
+        // The sweeper holds a weak reference so dropping the store ends it.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(sweep(Arc::downgrade(&maps)));
+        }
+        MemoryStore { maps }
+    }
+
+    pub fn get_access(&self, hash: &TokenHash) -> Option<Arc<AccessEntry>> {
+        self.maps.access.get(hash).map(|e| Arc::clone(&e))
+    }
+
+    pub fn issue(
+        &self,
+        access_hash: &TokenHash,
+        access: &AccessToken,
+        refresh: Option<(&TokenHash, &RefreshToken)>,
+    ) {
+        let m = &self.maps;
+        m.access.insert(
+            *access_hash,
+            Arc::new(AccessEntry {
+                token: access.clone(),
+                revoked: false,
+            }),
+        );
+        let mut members = vec![Member::Access(*access_hash)];
+        if let Some((hash, token)) = refresh {
+            m.refresh.insert(
+                *hash,
+                RefreshEntry {
+                    token: token.clone(),
+                    retired: false,
+                    revoked: false,
+                },
+            );
+            members.push(Member::Refresh(*hash));
+        }
+        m.grants
+            .entry(access.grant_id.clone())
+            .or_default()
+            .extend(members);
+    }
+
+    pub fn get_refresh(&self, hash: &TokenHash) -> Option<RefreshEntry> {
+        self.maps.refresh.get(hash).map(|e| e.clone())
+    }
+
+    pub fn retire_refresh(&self, hash: &TokenHash, _now: Millis) -> Retire {
+        match self.maps.refresh.get_mut(hash) {
+            None => Retire::Missing,
+            Some(e) if e.retired => Retire::AlreadyRetired,
+            Some(mut e) => {
+                e.retired = true;
+                Retire::Retired
+            }
+        }
+    }
+
+    pub fn revoke_access(&self, hash: &TokenHash) -> bool {
+        match self.maps.access.get_mut(hash) {
+            Some(mut e) => {
+                if !e.revoked {
+                    *e = Arc::new(AccessEntry {
+                        token: e.token.clone(),
+                        revoked: true,
+                    });
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Revokes every member of the grant; returns the access-token hashes it revoked.
+    pub fn revoke_grant(&self, grant_id: &str) -> Vec<TokenHash> {
+        let members = self
+            .maps
+            .grants
+            .get(grant_id)
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let mut revoked = Vec::new();
+        for member in members {
+            match member {
+                Member::Access(h) => {
+                    if self.revoke_access(&h) {
+                        revoked.push(h);
+                    }
+                }
+                Member::Refresh(h) => {
+                    if let Some(mut e) = self.maps.refresh.get_mut(&h) {
+                        e.revoked = true;
+                    }
+                }
+            }
+        }
+        revoked
+    }
+}
+
+async fn sweep(maps: Weak<Maps>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(maps) = maps.upgrade() else { return };
+        let now = now_millis();
+        let live = |expires_at: Option<Millis>| keep_until(expires_at).is_none_or(|t| t > now);
+        maps.access.retain(|_, e| live(e.token.expires_at));
+        maps.refresh.retain(|_, e| live(e.token.expires_at));
+        maps.grants.retain(|_, members| {
+            members.retain(|m| match m {
+                Member::Access(h) => maps.access.contains_key(h),
+                Member::Refresh(h) => maps.refresh.contains_key(h),
+            });
+            !members.is_empty()
+        });
+    }
+}

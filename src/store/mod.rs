@@ -1,0 +1,170 @@
+//! The token store: where access tokens, refresh tokens and grants live.
+//!
+//! One facade, [`TokenStore`], over two backends: `memory` (embedded, one node) and `redis`
+//! (shared by every node). The Redis backend has a per-node cache in front of it for access
+//! token lookups, kept honest by revocation messages on a Redis channel (see `cache.rs`).
+//! Backends are an enum rather than a trait object: there are two, and the hot path
+//! (`lookup_access`) stays a direct call.
+
+mod cache;
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cache::{CacheStats, TokenCache};
+
+use crate::config::{Backend, StoreConfig};
+use crate::token::{AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash};
+
+/// How long a record is kept after its token expired, so a late caller is told
+/// "token expired" rather than "unknown token" and operators can still list it. After this the
+/// record disappears on its own (Redis TTL, or the memory store's sweeper).
+pub const EXPIRED_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Why the store could not answer. Kept `Clone` so one failed lookup can be handed to every
+/// request that was waiting on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("token store unreachable: {0}")]
+    Unavailable(String),
+    #[error("token store holds a record it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// Result of retiring a refresh token (the step that makes rotation single-use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retire {
+    /// This call retired it: the caller may issue the successor.
+    Retired,
+    /// Someone retired it before: this is a reuse.
+    AlreadyRetired,
+    /// It does not exist (any more).
+    Missing,
+}
+
+/// The token store of one node.
+#[derive(Clone)]
+pub struct TokenStore {
+    backend: Arc<BackendImpl>,
+    cache: Option<Arc<TokenCache>>,
+}
+
+enum BackendImpl {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+}
+
+impl TokenStore {
+    /// Opens the configured backend. For Redis this does not wait for the server: a node
+    /// starts (and answers 503) while Redis is down, and recovers when it comes back.
+    pub fn open(config: &StoreConfig) -> Result<TokenStore, StoreError> {
+        match &config.backend {
+            Backend::Memory => Ok(TokenStore {
+                backend: Arc::new(BackendImpl::Memory(memory::MemoryStore::new())),
+                cache: None,
+            }),
+            Backend::Redis { url } => {
+                let cache = (config.cache_capacity > 0 && !config.cache_ttl.is_zero())
+                    .then(|| Arc::new(TokenCache::new(config.cache_ttl, config.cache_capacity)));
+                let store = redis::RedisStore::open(url, &config.prefix, cache.clone())?;
+                Ok(TokenStore {
+                    backend: Arc::new(BackendImpl::Redis(store)),
+                    cache,
+                })
+            }
+        }
+    }
+
+    /// Looks an access token up, through the local cache when there is one.
+    pub async fn lookup_access(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<AccessEntry>>, StoreError> {
+        match (&*self.backend, &self.cache) {
+            (BackendImpl::Memory(m), _) => Ok(m.get_access(hash)),
+            (BackendImpl::Redis(r), Some(cache)) => {
+                cache.get_or_fetch(*hash, || r.get_access(hash)).await
+            }
+            (BackendImpl::Redis(r), None) => Ok(r.get_access(hash).await?.map(Arc::new)),
+        }
+    }
+
+    /// Stores a newly issued access token and, when one was issued with it, its refresh token.
+    pub async fn issue(
+        &self,
+        access_hash: &TokenHash,
+        access: &AccessToken,
+        refresh: Option<(&TokenHash, &RefreshToken)>,
+    ) -> Result<(), StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => {
+                m.issue(access_hash, access, refresh);
+                Ok(())
+            }
+            BackendImpl::Redis(r) => r.issue(access_hash, access, refresh).await,
+        }
+    }
+
+    pub async fn get_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshEntry>, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.get_refresh(hash)),
+            BackendImpl::Redis(r) => r.get_refresh(hash).await,
+        }
+    }
+
+    /// Atomically marks a refresh token as used; only one caller ever gets [`Retire::Retired`].
+    pub async fn retire_refresh(&self, hash: &TokenHash) -> Result<Retire, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.retire_refresh(hash, crate::token::now_millis())),
+            BackendImpl::Redis(r) => r.retire_refresh(hash).await,
+        }
+    }
+
+    /// Revokes one access token on every node. Returns whether it existed.
+    pub async fn revoke_access(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let found = match &*self.backend {
+            BackendImpl::Memory(m) => m.revoke_access(hash),
+            BackendImpl::Redis(r) => r.revoke_access(hash).await?,
+        };
+        self.forget(hash);
+        Ok(found)
+    }
+
+    /// Revokes every token of a grant (access and refresh) on every node; returns how many.
+    pub async fn revoke_grant(&self, grant_id: &str) -> Result<usize, StoreError> {
+        let revoked = match &*self.backend {
+            BackendImpl::Memory(m) => m.revoke_grant(grant_id),
+            BackendImpl::Redis(r) => r.revoke_grant(grant_id).await?,
+        };
+        for hash in &revoked {
+            self.forget(hash);
+        }
+        Ok(revoked.len())
+    }
+
+    /// Is the store reachable?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(_) => Ok(()),
+            BackendImpl::Redis(r) => r.ping().await,
+        }
+    }
+
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Drops a token from this node's cache at once (other nodes hear it on the channel).
+    fn forget(&self, hash: &TokenHash) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(hash);
+        }
+    }
+}
+
+/// When a record stops being worth keeping: its expiry plus [`EXPIRED_RETENTION`].
+fn keep_until(expires_at: Option<Millis>) -> Option<Millis> {
+    expires_at.map(|at| at.saturating_add(EXPIRED_RETENTION.as_millis() as u64))
+}
