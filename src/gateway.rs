@@ -47,6 +47,17 @@ impl Runtime {
             .find(host, method, path)
             .map(|i| &self.config.routes[i])
     }
+
+    /// Like [`Runtime::route`], with the route's upstreams.
+    fn route_with_upstreams(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        path: &str,
+    ) -> Option<(&Route, &Upstreams)> {
+        let i = self.routes.find(host, method, path)?;
+        Some((&self.config.routes[i], &self.upstreams[i]))
+    }
 }
 
 /// Routes compiled per host: the most specific pattern wins, and on a tie a route bound to
@@ -217,8 +228,8 @@ impl Gateway {
             Err(req) => req,
         };
         let host = request_host(&req);
-        let route = rt
-            .route(host.as_deref(), req.method(), &path)
+        let (route, upstreams) = rt
+            .route_with_upstreams(host.as_deref(), req.method(), &path)
             .ok_or(GatewayError::NoRoute)?;
         log.route = &route.name;
         let permit = auth::authorize(
@@ -239,12 +250,6 @@ impl Gateway {
             },
             None => &path,
         };
-        let index = rt
-            .config
-            .routes
-            .iter()
-            .position(|r| std::ptr::eq(r, route))
-            .unwrap_or(0);
         let fwd = Forward {
             remote: remote.ip(),
             tls: self.tls,
@@ -253,9 +258,7 @@ impl Gateway {
             timeout: route.timeout,
             keep_authorization: route.forward_authorization,
         };
-        self.proxy
-            .forward(&permit, &rt.upstreams[index], req, &fwd)
-            .await
+        self.proxy.forward(&permit, upstreams, req, &fwd).await
     }
 }
 

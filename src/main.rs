@@ -127,12 +127,10 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
             .with_context(|| format!("binding the admin listener on {}", config.admin.listen))?;
         tracing::info!(listener = "public", addr = %public.local_addr()?, "listening");
         tracing::info!(listener = "admin", addr = %admin.local_addr()?, "listening");
-        let reload_path = path.clone();
         server::run(
             Listeners { public, admin },
             config,
             shutdown_signal(),
-            move || Some(Config::load(&reload_path)),
             hangups(),
         )
         .await

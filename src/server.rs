@@ -31,14 +31,13 @@ pub struct Listeners {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
-/// `[server].shutdown_grace`. `reload` yields whenever the config should be re-read from
-/// its file (SIGHUP in `main`).
+/// `[server].shutdown_grace`. Each item of `reloads` (SIGHUP in `main`) re-reads the config
+/// from its file; a file that does not validate leaves the running config in place.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
-    mut reload: impl FnMut() -> Option<Result<Config, crate::config::ConfigError>> + Send,
-    mut reload_signal: impl futures_util::Stream<Item = ()> + Unpin + Send,
+    mut reloads: impl futures_util::Stream<Item = ()> + Unpin + Send,
 ) -> Result<(), StoreError> {
     let store = TokenStore::open(&config.store)?;
     let grace = config.server.shutdown_grace;
@@ -76,18 +75,18 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(()) = futures_util::StreamExt::next(&mut reload_signal) => {
-                match reload() {
-                    Some(Ok(config)) => {
+            Some(()) = futures_util::StreamExt::next(&mut reloads) => {
+                let source = gateway.runtime().config.source.clone();
+                match Config::load(&source) {
+                    Ok(config) => {
                         gateway.reload(config);
-                        tracing::info!("config reloaded");
+                        tracing::info!(file = %source.display(), "config reloaded");
                     }
-                    Some(Err(e)) => {
+                    Err(e) => {
                         for line in &e.0 {
                             tracing::error!(error = %line, "config reload refused; the running config stays");
                         }
                     }
-                    None => {}
                 }
             }
         }
