@@ -1,0 +1,264 @@
+//! Renders the typical `gateway.toml` the tests run on (SPEC §2 keys only), with fresh
+//! random credentials per test, and the `[store]` section for either backend.
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::{Redis, random_hex};
+
+/// Fresh credentials for one test. Every client in the config shares `secret` (stored as
+/// `secret_hash`); `alice` logs in with `password`. Random, so a log scan for them means
+/// something.
+pub struct Creds {
+    pub secret: String,
+    pub secret_hash: String,
+    pub password: String,
+    pub password_hash: String,
+}
+
+impl Creds {
+    pub fn random() -> Creds {
+        let secret = format!("cs-{}", random_hex(16));
+        let password = format!("pw-{}", random_hex(12));
+        Creds {
+            secret_hash: argon2_hash(&secret),
+            password_hash: argon2_hash(&password),
+            secret,
+            password,
+        }
+    }
+}
+
+/// An argon2id PHC string for `plain`, with cheap parameters (m=1 MiB, t=1, p=1) so tests
+/// stay fast; the gateway must verify with whatever parameters the string names.
+pub fn argon2_hash(plain: &str) -> String {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("OS random generator");
+    let salt = SaltString::encode_b64(&salt).expect("salt");
+    let params = Params::new(1024, 1, 1, None).expect("argon2 params");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(plain.as_bytes(), &salt)
+        .expect("argon2 hash")
+        .to_string()
+}
+
+/// Where tokens live: the embedded memory store, or a private `redis-server` with a key
+/// prefix unique to the test.
+pub struct Store {
+    pub redis: Option<Redis>,
+    pub prefix: String,
+}
+
+impl Store {
+    pub fn memory() -> Store {
+        Store {
+            redis: None,
+            prefix: String::new(),
+        }
+    }
+
+    /// Starts a `redis-server` for this test.
+    pub async fn redis() -> Store {
+        Store {
+            redis: Some(Redis::start().await),
+            prefix: format!("e2e-{}-{}:", std::process::id(), random_hex(6)),
+        }
+    }
+
+    pub fn is_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// The Redis server; panics for the memory store.
+    pub fn redis_mut(&mut self) -> &mut Redis {
+        self.redis
+            .as_mut()
+            .expect("this test needs the redis store")
+    }
+
+    /// The `[store]` section. `cache_ttl` is long on purpose: anything that must happen
+    /// sooner (revocation, expiry) cannot be explained by the cache simply running out.
+    pub fn toml(&self) -> String {
+        match &self.redis {
+            None => "[store]\nbackend = \"memory\"\n".to_owned(),
+            Some(redis) => format!(
+                "[store]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"{}\"\ncache_ttl = \"30s\"\n",
+                redis.url(),
+                self.prefix
+            ),
+        }
+    }
+}
+
+/// The typical config: scopes, routes to one upstream (and one dead port), the confidential
+/// client `photoprint` and the user `alice`. Tests adjust the fields, or append TOML to
+/// `extra` (more clients, routes, scopes), before [`GatewayConfig::render`].
+pub struct GatewayConfig {
+    pub store: String,
+    pub upstream: String,
+    pub dead_upstream: String,
+    pub secret_hash: String,
+    pub password_hash: String,
+    pub extra: String,
+    /// Environment variables for the gateway process.
+    pub env: Vec<(String, String)>,
+}
+
+/// Scopes:
+/// - `reports`: `/abc/*` any method, and `GET /reports/{id}`
+/// - `secret`: `/secret/*`
+/// - `publish`: `POST /reports/{id}`
+/// - `infra`: `/slow/*`, `/dead/*`, `/rr/*`, `/strip/*`
+///
+/// Routes (all `bearer` unless said): `/abc/*`, `/reports/*`, `/secret/*` → upstream;
+/// `/public/*` (auth none) → upstream; `/slow/*` (timeout 300ms) → upstream (which answers
+/// `/slow` paths after 2 s); `/dead/*` → a port nobody listens on; `/strip/*` → upstream
+/// with `strip_prefix = "/strip"`.
+const TEMPLATE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:1"
+shutdown_grace = "2s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+@STORE@
+[oauth]
+path = "/oauth"
+access_token_ttl = "10m"
+refresh_token_ttl = "30d"
+authorization_code_ttl = "60s"
+
+[[scopes]]
+name = "reports"
+description = "Read and print reports"
+paths = ["/abc/*", "GET /reports/{id}"]
+
+[[scopes]]
+name = "secret"
+description = "Secret documents"
+paths = ["/secret/*"]
+
+[[scopes]]
+name = "publish"
+description = "Publish reports"
+paths = ["POST /reports/{id}"]
+
+[[scopes]]
+name = "infra"
+description = "Test routes for upstream failure modes"
+paths = ["/slow/*", "/dead/*", "/rr/*", "/strip/*"]
+
+[[users]]
+username = "alice"
+password_hash = "@PASSWORD_HASH@"
+scopes = ["reports", "secret"]
+
+[[clients]]
+client_id = "photoprint"
+name = "PhotoPrint"
+version = "1.0"
+description = "Prints photos"
+type = "confidential"
+secret_hash = "@SECRET_HASH@"
+grants = ["client_credentials", "password", "refresh_token"]
+scopes = ["reports", "secret", "publish", "infra"]
+
+[[routes]]
+name = "abc"
+path = "/abc/*"
+upstreams = ["@UPSTREAM@"]
+
+[[routes]]
+name = "reports"
+path = "/reports/*"
+upstreams = ["@UPSTREAM@"]
+
+[[routes]]
+name = "secret"
+path = "/secret/*"
+upstreams = ["@UPSTREAM@"]
+
+[[routes]]
+name = "public"
+path = "/public/*"
+upstreams = ["@UPSTREAM@"]
+auth = "none"
+
+[[routes]]
+name = "slow"
+path = "/slow/*"
+upstreams = ["@UPSTREAM@"]
+timeout = "300ms"
+
+[[routes]]
+name = "dead"
+path = "/dead/*"
+upstreams = ["@DEAD@"]
+timeout = "5s"
+
+[[routes]]
+name = "strip"
+path = "/strip/*"
+upstreams = ["@UPSTREAM@"]
+strip_prefix = "/strip"
+"#;
+
+impl GatewayConfig {
+    pub fn new(store: &Store, upstream: &str, creds: &Creds) -> GatewayConfig {
+        GatewayConfig {
+            store: store.toml(),
+            upstream: upstream.to_owned(),
+            dead_upstream: super::dead_port_url(),
+            secret_hash: creds.secret_hash.clone(),
+            password_hash: creds.password_hash.clone(),
+            extra: String::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut toml = TEMPLATE
+            .replace("@STORE@", &self.store)
+            .replace("@PASSWORD_HASH@", &self.password_hash)
+            .replace("@SECRET_HASH@", &self.secret_hash)
+            .replace("@UPSTREAM@", &self.upstream)
+            .replace("@DEAD@", &self.dead_upstream);
+        toml.push('\n');
+        toml.push_str(&self.extra);
+        toml
+    }
+
+    /// Appends a confidential client sharing the fixture's secret (see [`client_toml`]).
+    pub fn add_client(&mut self, client_id: &str, grants: &[&str], scopes: &[&str], more: &str) {
+        let secret = format!("secret_hash = \"{}\"", self.secret_hash);
+        self.extra
+            .push_str(&client_toml(client_id, &secret, grants, scopes, more));
+    }
+}
+
+/// A `[[clients]]` entry; `secret_line` is the `secret = ...` or `secret_hash = ...` line,
+/// `more` any further lines (`access_token_ttl = "2s"`, `refresh_count = 1`).
+pub fn client_toml(
+    client_id: &str,
+    secret_line: &str,
+    grants: &[&str],
+    scopes: &[&str],
+    more: &str,
+) -> String {
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| format!("\"{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "\n[[clients]]\nclient_id = \"{client_id}\"\nname = \"{client_id}\"\nversion = \"1.0\"\n\
+         description = \"test client {client_id}\"\ntype = \"confidential\"\n{secret_line}\n\
+         grants = [{}]\nscopes = [{}]\n{more}\n",
+        list(grants),
+        list(scopes)
+    )
+}

@@ -1,0 +1,221 @@
+//! Runs `tollgate run --config <tmp>/gateway.toml --log-format json` as a child process,
+//! waits for its two `listening` log lines, and keeps every line it prints.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{TempDir, poll, tollgate_bin};
+
+/// How long a gateway may take to bind both listeners.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+    public: SocketAddr,
+    admin: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Gateway {
+    /// Writes `config` to a fresh temp dir and starts the gateway on it with `env` added to
+    /// its environment (`RUST_LOG` defaults to `info`). Panics with the captured logs if it
+    /// exits or does not report both listeners within 10 s.
+    pub async fn start(config: &str, env: &[(String, String)]) -> Gateway {
+        let dir = TempDir::new("gateway");
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let bin = tollgate_bin();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&path)
+            .arg("--log-format")
+            .arg("json")
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        if let Some(stderr) = child.stderr.take() {
+            readers.push(capture(stderr, Arc::clone(&logs)));
+        }
+        if let Some(stdout) = child.stdout.take() {
+            readers.push(capture(stdout, Arc::clone(&logs)));
+        }
+
+        let listeners = poll(READY_WITHIN, || {
+            let listeners = listeners(&logs.lock().expect("log buffer"));
+            let exited = child.try_wait().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(format!("tollgate exited early ({status})")));
+                }
+                listeners.map(Ok)
+            }
+        })
+        .await;
+        let (public, admin) = match listeners {
+            Some(Ok(addrs)) => addrs,
+            outcome => {
+                let _ = child.kill();
+                let _ = child.wait();
+                for reader in readers {
+                    let _ = reader.join();
+                }
+                let why = match outcome {
+                    Some(Err(why)) => why,
+                    _ => {
+                        format!("no `listening` lines for public and admin within {READY_WITHIN:?}")
+                    }
+                };
+                panic!(
+                    "{why}\n--- config ---\n{config}\n--- output ---\n{}",
+                    logs.lock().expect("log buffer").join("\n")
+                );
+            }
+        };
+        Gateway {
+            child,
+            logs,
+            readers,
+            public,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of the public listener.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.public)
+    }
+
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    /// The public listener's address (for raw TCP requests).
+    pub fn addr(&self) -> SocketAddr {
+        self.public
+    }
+
+    /// Every line the gateway printed so far (stderr and stdout).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log buffer").clone()
+    }
+
+    /// Panics if any captured line contains one of `secrets` (never printing the secret).
+    pub fn assert_logs_free_of(&self, secrets: &[&str]) {
+        let logs = self.logs();
+        assert!(!logs.is_empty(), "the gateway logged nothing at all");
+        for (i, secret) in secrets.iter().enumerate() {
+            assert!(!secret.is_empty(), "empty secret #{i} in the check list");
+            if let Some(line) = logs.iter().position(|line| line.contains(secret)) {
+                panic!("secret #{i} appears in log line {line} of {}", logs.len());
+            }
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM (graceful shutdown), up to 10 s for the process to exit (then SIGKILL), and
+    /// every line it printed collected. Returns how it exited.
+    pub async fn shutdown(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let child = &mut self.child;
+        let status = match poll(Duration::from_secs(10), || {
+            let exited = child.try_wait().ok().flatten();
+            async move { exited }
+        })
+        .await
+        {
+            Some(status) => status,
+            None => {
+                let _ = self.child.kill();
+                self.child.wait().expect("reap tollgate")
+            }
+        };
+        // The pipes are closed now; the readers end at EOF with every line captured.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail = &logs[logs.len().saturating_sub(60)..];
+            eprintln!("--- last gateway log lines ---\n{}", tail.join("\n"));
+        }
+    }
+}
+
+/// Copies `pipe` line by line into `logs` from a background thread.
+fn capture(pipe: impl Read + Send + 'static, logs: Arc<Mutex<Vec<String>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                    logs.lock().expect("log buffer").push(text);
+                }
+            }
+        }
+    })
+}
+
+/// The public and admin addresses once both `listening` lines have been printed.
+fn listeners(logs: &[String]) -> Option<(SocketAddr, SocketAddr)> {
+    let mut public = None;
+    let mut admin = None;
+    for line in logs {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        // tracing-subscriber's json layout nests them under "fields"; accept flattened too.
+        let fields = event.get("fields").unwrap_or(&event);
+        if fields["message"] != "listening" {
+            continue;
+        }
+        let addr = fields["addr"]
+            .as_str()
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        match fields["listener"].as_str() {
+            Some("public") => public = addr.or(public),
+            Some("admin") => admin = addr.or(admin),
+            _ => {}
+        }
+    }
+    Some((public?, admin?))
+}

@@ -1,0 +1,197 @@
+//! A private `redis-server` per test on a free port (never 6379), which a test can stop
+//! and start again on the same port to simulate a store outage.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{TempDir, poll};
+
+const UP_WITHIN: Duration = Duration::from_secs(10);
+
+/// A running `redis-server`, killed on drop. Nothing is ever flushed: tests isolate
+/// themselves by key prefix and by having their own server.
+pub struct Redis {
+    port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free port, retrying with another port if it does not come
+    /// up. Panics with a pointer to the README if `redis-server` is not installed.
+    pub async fn start() -> Redis {
+        let dir = TempDir::new("redis");
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let port = free_port();
+            match spawn(port, &dir).await {
+                Ok(child) => {
+                    return Redis {
+                        port,
+                        child: Some(child),
+                        dir,
+                    };
+                }
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!(
+            "redis-server did not come up:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    /// `redis://127.0.0.1:PORT/0`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Takes the server down. The data is snapshotted first (`SAVE`; automatic saving is
+    /// off) so that a later [`Redis::restart`] comes back with the same keys, like a real
+    /// Redis with persistence after an outage.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Err(e) = save(self.port) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("SAVE before stopping redis failed: {e}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the server again on the same port (after [`Redis::stop`]).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis is already running");
+        let mut failures = Vec::new();
+        // The old socket may linger briefly; a few attempts cover that.
+        for _ in 0..5 {
+            match spawn(self.port, &self.dir).await {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!(
+            "redis-server did not come back on port {}:\n{}",
+            self.port,
+            failures.join("\n---\n")
+        );
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A port the OS just handed out and we released (never Redis's default 6379).
+fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+async fn spawn(port: u16, dir: &TempDir) -> Result<Child, String> {
+    let log_path = dir.path().join(format!("redis-{port}.log"));
+    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let spawned = Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "redis-server is not on PATH; the end-to-end tests need it. \
+             Run the test command from README.md, which installs it."
+        ),
+        Err(e) => return Err(format!("spawn redis-server: {e}")),
+    };
+    let up = poll(UP_WITHIN, || {
+        let exited = child.try_wait().ok().flatten();
+        async move {
+            if let Some(status) = exited {
+                return Some(Err(format!("redis-server exited ({status})")));
+            }
+            ping(port).await.then_some(Ok(()))
+        }
+    })
+    .await;
+    let why = match up {
+        Some(Ok(())) => return Ok(child),
+        Some(Err(why)) => why,
+        None => format!("no PONG on port {port} within {UP_WITHIN:?}"),
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    Err(format!("{why}\n{log}"))
+}
+
+/// True once the server answers `PING` with `+PONG` (not `-LOADING`).
+async fn ping(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply).await.ok()?;
+        Some(reply[..n].starts_with(b"+PONG"))
+    };
+    tokio::time::timeout(Duration::from_millis(500), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Sends `SAVE` and waits for `+OK`.
+fn save(port: u16) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"*1\r\n$4\r\nSAVE\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut reply = [0u8; 64];
+    let n = stream.read(&mut reply).map_err(|e| e.to_string())?;
+    if reply[..n].starts_with(b"+OK") {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&reply[..n]).into_owned())
+    }
+}
