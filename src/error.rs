@@ -120,7 +120,8 @@ pub struct OAuthError {
     pub status: StatusCode,
     /// The client authenticated with HTTP Basic: a 401 must then challenge with Basic.
     pub basic_challenge: bool,
-    pub retry_after: bool,
+    /// Seconds to send as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -130,7 +131,7 @@ impl OAuthError {
             description: description.into(),
             status,
             basic_challenge: false,
-            retry_after: false,
+            retry_after: None,
         }
     }
 
@@ -159,9 +160,21 @@ impl OAuthError {
             "this endpoint takes POST",
         )
     }
+    /// Too many failed attempts for this account or address (429).
+    pub fn slow_down(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs().max(1);
+        OAuthError {
+            retry_after: Some(secs),
+            ..Self::new(
+                "slow_down",
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed attempts; retry in {secs} s"),
+            )
+        }
+    }
     pub fn unavailable() -> Self {
         OAuthError {
-            retry_after: true,
+            retry_after: Some(1),
             ..Self::new(
                 "temporarily_unavailable",
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -173,6 +186,17 @@ impl OAuthError {
         Self::new("server_error", StatusCode::INTERNAL_SERVER_ERROR, d)
     }
 
+    /// This error's status and headers with another `error` code and description (for
+    /// endpoints whose codes are not RFC 6749's, like tokeninfo's `invalid_token`).
+    pub fn into_response_with(self, code: &'static str, description: &str) -> Response<Body> {
+        OAuthError {
+            code,
+            description: description.to_owned(),
+            ..self
+        }
+        .into_response()
+    }
+
     pub fn into_response(self) -> Response<Body> {
         let mut resp = no_store(json_error(self.status, self.code, &self.description));
         if self.status == StatusCode::UNAUTHORIZED && self.basic_challenge {
@@ -181,9 +205,9 @@ impl OAuthError {
                 HeaderValue::from_static(r#"Basic realm="tollgate""#),
             );
         }
-        if self.retry_after {
+        if let Some(secs) = self.retry_after {
             resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

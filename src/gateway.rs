@@ -17,6 +17,7 @@ use crate::error::{Body, GatewayError};
 use crate::pattern::{self, Matcher};
 use crate::proxy::{Forward, Proxy, Upstreams};
 use crate::store::TokenStore;
+use crate::throttle::Throttle;
 
 /// A config compiled for serving: matchers built, upstream cursors ready. Swapped whole on
 /// reload; a request keeps the one it started with.
@@ -145,6 +146,7 @@ pub struct Gateway {
     store: TokenStore,
     proxy: Proxy,
     ids: RequestIds,
+    throttle: Throttle,
     tls: bool,
 }
 
@@ -156,6 +158,7 @@ impl Gateway {
             store,
             proxy: Proxy::new(),
             ids: RequestIds::new(),
+            throttle: Throttle::default(),
             tls,
         }
     }
@@ -219,7 +222,14 @@ impl Gateway {
         log: &mut AccessLog<'r>,
     ) -> Result<Response<Body>, GatewayError> {
         let path = pattern::normalize(raw_path)?;
-        let req = match crate::oauth::route(&rt.config, &self.store, &path, req).await {
+        let ctx = crate::oauth::Ctx {
+            config: &rt.config,
+            store: &self.store,
+            throttle: &self.throttle,
+            remote: remote.ip(),
+            tls: self.tls,
+        };
+        let req = match crate::oauth::route(&ctx, &path, req).await {
             Ok(handled) => {
                 log.route = handled.endpoint;
                 log.client_id = handled.client_id;

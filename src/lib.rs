@@ -15,6 +15,7 @@
 //! | [`store`] | token store: memory or Redis, with the per-node cache |
 //! | [`token`] | token generation, hashing, records |
 //! | [`secret`] | argon2id for client secrets and passwords |
+//! | [`throttle`] | slowing down password and secret guessing (429) |
 //! | [`admin`] | health and readiness on the admin listener |
 //! | [`error`] | every error → status code, challenge and JSON body |
 
@@ -29,4 +30,5 @@ pub mod proxy;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod throttle;
 pub mod token;

@@ -125,9 +125,13 @@ pub struct AccessEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshEntry {
     pub token: RefreshToken,
-    /// Exchanged once already: presenting it again is reuse.
-    pub retired: bool,
+    /// When it was exchanged: presenting it again after that is reuse (or, within the grace
+    /// window, a retry).
+    pub retired_at: Option<Millis>,
     pub revoked: bool,
+    /// The response its exchange produced, sealed with a key only the token itself yields
+    /// (see `oauth::grace`), so a retry within the grace window gets the same answer.
+    pub successor: Option<String>,
 }
 
 /// A new random grant identifier (128 bits, hex).

@@ -25,7 +25,10 @@ impl Cluster {
         let store = Store::redis().await;
         let up = Upstream::start("up").await;
         let creds = Creds::random();
-        let config = GatewayConfig::new(&store, &up.url(), &creds).render();
+        let mut config = GatewayConfig::new(&store, &up.url(), &creds);
+        // Reuse detection is tested here; the retry grace window has its own tests.
+        config.set_oauth("refresh_grace", "0s");
+        let config = config.render();
         let a = Gateway::start(&config, &[]).await;
         let b = Gateway::start(&config, &[]).await;
         Cluster {

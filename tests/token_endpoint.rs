@@ -238,6 +238,8 @@ async fn refresh(fx: &Fixture, client_id: &str, refresh: &str) -> Resp {
 /// latest refresh token. A refresh token only works for the client it was issued to.
 async fn refresh_rotates_and_reuse_revokes_the_grant(store: Store) {
     let fx = Fixture::start_with(store, |c| {
+        // Reuse detection is tested here; the retry grace window has its own tests.
+        c.set_oauth("refresh_grace", "0s");
         c.add_client(
             "other",
             &["client_credentials", "refresh_token"],

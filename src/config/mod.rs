@@ -82,6 +82,9 @@ pub struct OAuthConfig {
     pub access_token_ttl: Option<Duration>,
     pub refresh_token_ttl: Option<Duration>,
     pub authorization_code_ttl: Duration,
+    /// How long after a refresh the same refresh token may be presented again and get the
+    /// same answer (a retry), rather than counting as reuse. Zero = no grace.
+    pub refresh_grace: Duration,
     pub default_client: Option<String>,
 }
 

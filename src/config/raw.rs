@@ -68,6 +68,7 @@ pub struct RawOAuth {
     pub access_token_ttl: Option<Str>,
     pub refresh_token_ttl: Option<Str>,
     pub authorization_code_ttl: Option<Str>,
+    pub refresh_grace: Option<Str>,
     pub default_client: Option<Str>,
 }
 

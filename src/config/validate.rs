@@ -227,6 +227,7 @@ impl Validator<'_> {
             access_token_ttl: Some(Duration::from_secs(600)),
             refresh_token_ttl: Some(Duration::from_secs(30 * 86_400)),
             authorization_code_ttl: Duration::from_secs(60),
+            refresh_grace: Duration::from_secs(5),
             default_client: None,
         };
         let Some(raw) = raw else { return oauth };
@@ -252,6 +253,7 @@ impl Validator<'_> {
         }
         oauth.authorization_code_ttl =
             self.duration_or(&raw.authorization_code_ttl, oauth.authorization_code_ttl);
+        oauth.refresh_grace = self.duration_or(&raw.refresh_grace, oauth.refresh_grace);
         oauth.default_client = raw.default_client.as_ref().map(|c| self.string(c));
         oauth
     }

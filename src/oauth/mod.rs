@@ -1,9 +1,26 @@
-//! The authorization server: endpoints under `[oauth].path` on the public listener.
+//! The authorization server: endpoints under `[oauth].path` on the public listener, plus the
+//! RFC 8414 metadata document.
+//!
+//! | file | endpoint |
+//! | --- | --- |
+//! | `token.rs` | `POST {path}/token`: every grant |
+//! | `authorize.rs`, `pages.rs` | `GET {path}/authorize`, `POST {path}/login`, `{path}/consent` |
+//! | `introspect.rs` | `POST {path}/introspect`, `GET {path}/tokeninfo` |
+//! | `revoke.rs` | `POST {path}/revoke` |
+//! | `metadata.rs` | `GET /.well-known/oauth-authorization-server` |
 
+mod authorize;
+mod code;
+mod grace;
+mod introspect;
 mod issue;
+mod metadata;
+mod pages;
 mod params;
 mod revoke;
 mod token;
+
+use std::net::IpAddr;
 
 pub use issue::{TokenResponse, rfc3339};
 
@@ -12,6 +29,17 @@ use hyper::{Method, Request, Response};
 use crate::config::Config;
 use crate::error::{Body, OAuthError};
 use crate::store::TokenStore;
+use crate::throttle::Throttle;
+
+/// Everything an OAuth endpoint needs about the node and the request.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub store: &'a TokenStore,
+    pub throttle: &'a Throttle,
+    pub remote: IpAddr,
+    /// Served over TLS (cookies get `Secure`).
+    pub tls: bool,
+}
 
 /// An OAuth endpoint's answer, and the client it identified (for the access log).
 pub struct Handled {
@@ -20,25 +48,38 @@ pub struct Handled {
     pub response: Response<Body>,
 }
 
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+
 /// Serves `req` if `path` is one of the OAuth endpoints; otherwise gives the request back.
 pub async fn route(
-    config: &Config,
-    store: &TokenStore,
+    ctx: &Ctx<'_>,
     path: &str,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Handled, Request<hyper::body::Incoming>> {
+    if path == METADATA_PATH {
+        return Ok(Handled {
+            endpoint: "metadata",
+            client_id: None,
+            response: metadata::handle(ctx.config, req.method()),
+        });
+    }
     let Some(endpoint) = path
-        .strip_prefix(config.oauth.path.as_str())
+        .strip_prefix(ctx.config.oauth.path.as_str())
         .and_then(|rest| rest.strip_prefix('/'))
     else {
         return Err(req);
     };
-    let endpoint: &'static str = match endpoint {
-        "token" => "token",
-        "revoke" => "revoke",
+    let (endpoint, methods): (&'static str, &[Method]) = match endpoint {
+        "token" => ("token", &[Method::POST]),
+        "revoke" => ("revoke", &[Method::POST]),
+        "introspect" => ("introspect", &[Method::POST]),
+        "tokeninfo" => ("tokeninfo", &[Method::GET, Method::POST]),
+        "authorize" => ("authorize", &[Method::GET]),
+        "login" => ("login", &[Method::POST]),
+        "consent" => ("consent", &[Method::GET, Method::POST]),
         _ => return Err(req),
     };
-    if req.method() != Method::POST {
+    if !methods.contains(req.method()) {
         return Ok(Handled {
             endpoint,
             client_id: None,
@@ -46,11 +87,14 @@ pub async fn route(
         });
     }
     let (client_id, response) = match endpoint {
-        "token" => {
-            let out = token::handle(config, store, req).await;
-            (out.client_id, out.response)
-        }
-        _ => revoke::handle(config, store, req).await,
+        "token" => token::handle(ctx, req).await,
+        "revoke" => revoke::handle(ctx, req).await,
+        "introspect" => introspect::introspect(ctx, req).await,
+        "tokeninfo" => (None, introspect::tokeninfo(ctx, req).await),
+        "authorize" => authorize::start(ctx, req).await,
+        "login" => (None, authorize::login(ctx, req).await),
+        _ if req.method() == Method::GET => (None, authorize::consent_page(ctx, req).await),
+        _ => authorize::consent_decision(ctx, req).await,
     };
     Ok(Handled {
         endpoint,

@@ -7,8 +7,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{HeaderMap, Request};
 
-use crate::config::{Client, ClientType, Config};
+use super::Ctx;
+use crate::config::{Client, ClientType};
 use crate::error::OAuthError;
+use crate::throttle::Key;
 
 /// Largest form body accepted by the OAuth endpoints.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -29,14 +31,18 @@ impl Params {
 
     /// Parses `application/x-www-form-urlencoded` text; a repeated parameter is an error.
     pub fn parse(text: &[u8]) -> Result<Params, OAuthError> {
+        Params::from_pairs(form_urlencoded::parse(text).into_owned())
+    }
+
+    fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Params, OAuthError> {
         let mut map = HashMap::new();
-        for (k, v) in form_urlencoded::parse(text) {
-            if map.contains_key(k.as_ref()) {
+        for (k, v) in pairs {
+            if map.contains_key(&k) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter `{k}` is repeated"
                 )));
             }
-            map.insert(k.into_owned(), v.into_owned());
+            map.insert(k, v);
         }
         map.retain(|_, v| !v.is_empty());
         Ok(Params(map))
@@ -46,14 +52,22 @@ impl Params {
 /// The form body, or the query string when the body is empty (SPEC §5: existing clients send
 /// token requests as query parameters).
 pub async fn read(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Params), OAuthError> {
+    let (headers, pairs) = read_pairs(req).await?;
+    Ok((headers, Params::from_pairs(pairs)?))
+}
+
+/// Like [`read`], keeping every pair, repeated names included (check-box lists).
+pub async fn read_pairs(
+    req: Request<hyper::body::Incoming>,
+) -> Result<(HeaderMap, Vec<(String, String)>), OAuthError> {
     let (parts, body) = req.into_parts();
     let body = Limited::new(body, MAX_FORM_BYTES)
         .collect()
         .await
         .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?
         .to_bytes();
-    let params = if body.is_empty() {
-        Params::parse(parts.uri.query().unwrap_or("").as_bytes())?
+    let text: &[u8] = if body.is_empty() {
+        parts.uri.query().unwrap_or("").as_bytes()
     } else {
         let form = parts
             .headers
@@ -70,9 +84,10 @@ pub async fn read(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Par
                 "body must be application/x-www-form-urlencoded",
             ));
         }
-        Params::parse(&body)?
+        &body
     };
-    Ok((parts.headers, params))
+    let pairs = form_urlencoded::parse(text).into_owned().collect();
+    Ok((parts.headers, pairs))
 }
 
 /// How the client presented itself.
@@ -148,11 +163,13 @@ pub struct Authenticated<'c> {
     pub defaulted: bool,
 }
 
-/// Authenticates the client of a token or revocation request.
+/// Authenticates the client of a token, revocation or introspection request. Failed secret
+/// checks count against the client and the address; past the limit the answer is 429.
 pub async fn authenticate<'c>(
-    config: &'c Config,
+    ctx: &Ctx<'c>,
     creds: ClientCredentials,
 ) -> Result<Authenticated<'c>, OAuthError> {
+    let config = ctx.config;
     let (id, secret, via_basic) = match creds {
         ClientCredentials::Basic { id, secret } => (id, Some(secret), true),
         ClientCredentials::Body { id, secret } => (id, secret, false),
@@ -170,9 +187,16 @@ pub async fn authenticate<'c>(
             });
         }
     };
-    let failed = || OAuthError {
-        basic_challenge: via_basic,
-        ..OAuthError::invalid_client("client authentication failed")
+    let keys = [Key::Client(id.clone()), Key::Address(ctx.remote)];
+    if secret.is_some() {
+        ctx.throttle.check(&keys).map_err(OAuthError::slow_down)?;
+    }
+    let failed = || {
+        ctx.throttle.fail(&keys);
+        OAuthError {
+            basic_challenge: via_basic,
+            ..OAuthError::invalid_client("client authentication failed")
+        }
     };
     let Some(client) = config.client(&id) else {
         // Spend the same time as a wrong secret, so probing does not reveal client ids.

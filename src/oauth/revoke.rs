@@ -3,15 +3,14 @@
 
 use hyper::{Request, Response, StatusCode};
 
+use super::Ctx;
 use super::params;
-use crate::config::Config;
 use crate::error::{Body, OAuthError, no_store};
 use crate::store::TokenStore;
 use crate::token::TokenHash;
 
 pub async fn handle(
-    config: &Config,
-    store: &TokenStore,
+    ctx: &Ctx<'_>,
     req: Request<hyper::body::Incoming>,
 ) -> (Option<String>, Response<Body>) {
     let mut client_id = None;
@@ -21,11 +20,11 @@ pub async fn handle(
         if creds == params::ClientCredentials::None {
             return Err(OAuthError::invalid_client("client authentication required"));
         }
-        let auth = params::authenticate(config, creds).await?;
+        let auth = params::authenticate(ctx, creds).await?;
         client_id = Some(auth.client.client_id.clone());
         let token = params.require("token")?;
         revoke(
-            store,
+            ctx.store,
             &auth.client.client_id,
             token,
             params.get("token_type_hint"),

@@ -1,64 +1,70 @@
-//! `POST {path}/token`: the client_credentials, password and refresh_token grants
-//! (RFC 6749 §4.3, §4.4, §6).
+//! `POST {path}/token`: every grant (RFC 6749 §4.1.3, §4.3, §4.4, §6).
 
-use hyper::{Request, Response, StatusCode};
+use std::time::Duration;
 
-use super::issue::{self, TokenResponse, resolve_scopes};
+use hyper::{Request, Response};
+
+use super::issue::{self, Issued, TokenResponse, resolve_scopes};
 use super::params::{self, Authenticated, Params};
-use crate::config::{Config, Grant};
-use crate::error::{Body, OAuthError, json, no_store};
-use crate::store::{Retire, TokenStore};
-use crate::token::{TokenHash, now_millis};
+use super::{Ctx, code, grace};
+use crate::config::Grant;
+use crate::error::{Body, OAuthError, no_store};
+use crate::store::Retire;
+use crate::throttle::Key;
+use crate::token::{RefreshEntry, TokenHash, now_millis};
 
-/// What the access log learns about a token request.
-pub struct Outcome {
-    pub client_id: Option<String>,
-    pub response: Response<Body>,
-}
+/// How long a retry inside the grace window waits for the first refresh's answer to land.
+const SUCCESSOR_WAIT: Duration = Duration::from_millis(1500);
 
 pub async fn handle(
-    config: &Config,
-    store: &TokenStore,
+    ctx: &Ctx<'_>,
     req: Request<hyper::body::Incoming>,
-) -> Outcome {
+) -> (Option<String>, Response<Body>) {
     let mut client_id = None;
     let result = async {
         let (headers, params) = params::read(req).await?;
         let creds = params::client_credentials(&headers, &params)?;
-        let auth = params::authenticate(config, creds).await?;
+        let auth = params::authenticate(ctx, creds).await?;
         client_id = Some(auth.client.client_id.clone());
-        grant(config, store, &auth, &params)
-            .await
-            .map_err(|e| OAuthError {
-                basic_challenge: auth.via_basic,
-                ..e
-            })
+        grant(ctx, &auth, &params).await.map_err(|e| OAuthError {
+            basic_challenge: auth.via_basic,
+            ..e
+        })
     }
     .await;
     let response = match result {
-        Ok(token) => no_store(json(StatusCode::OK, &token)),
+        Ok(body) => {
+            let mut resp = Response::new(crate::error::full(body));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            no_store(resp)
+        }
         Err(e) => e.into_response(),
     };
-    Outcome {
-        client_id,
-        response,
-    }
+    (client_id, response)
 }
 
+fn unsupported(grant_type: &str) -> OAuthError {
+    OAuthError::unsupported_grant_type(format!("grant_type {grant_type:?} is not supported"))
+}
+
+fn to_json(issued: Issued) -> Result<Vec<u8>, OAuthError> {
+    serde_json::to_vec(&TokenResponse::from(issued))
+        .map_err(|e| OAuthError::server_error(e.to_string()))
+}
+
+/// Runs the requested grant; the answer is the JSON token response.
 async fn grant(
-    config: &Config,
-    store: &TokenStore,
+    ctx: &Ctx<'_>,
     auth: &Authenticated<'_>,
     params: &Params,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<Vec<u8>, OAuthError> {
     let grant_type = params.require("grant_type")?;
     let grant = Grant::parse(grant_type)
-        .filter(|g| !matches!(g, Grant::Implicit | Grant::AuthorizationCode))
-        .ok_or_else(|| {
-            OAuthError::unsupported_grant_type(format!(
-                "grant_type {grant_type:?} is not supported"
-            ))
-        })?;
+        .filter(|g| *g != Grant::Implicit)
+        .ok_or_else(|| unsupported(grant_type))?;
     let client = auth.client;
     if !client.allows_grant(grant) {
         return Err(OAuthError::unauthorized_client(format!(
@@ -67,34 +73,34 @@ async fn grant(
     }
     // A request that named no client may only act for a user; the default client stands in
     // for legacy callers that send just a username and password.
-    if auth.defaulted && grant == Grant::ClientCredentials {
+    if auth.defaulted && !matches!(grant, Grant::Password | Grant::RefreshToken) {
         return Err(OAuthError::invalid_client("client authentication required"));
     }
+    let oauth = &ctx.config.oauth;
     let issued = match grant {
         Grant::ClientCredentials => {
             let scopes = resolve_scopes(params.get("scope"), &client.scopes)?;
-            issue::issue(
-                store,
-                &config.oauth,
-                issue::Request {
-                    client,
-                    username: None,
-                    scopes,
-                    grant_id: None,
-                    refreshes_used: 0,
-                    refreshable: false,
-                },
-            )
-            .await?
+            let req = issue::Request {
+                client,
+                username: None,
+                scopes,
+                grant_id: None,
+                refreshes_used: 0,
+                refreshable: false,
+            };
+            issue::issue(ctx.store, oauth, req).await?
         }
         Grant::Password => {
             let username = params.require("username")?;
             let password = params.require("password")?;
-            let user = config.user(username);
+            let keys = [Key::User(username.to_owned()), Key::Address(ctx.remote)];
+            ctx.throttle.check(&keys).map_err(OAuthError::slow_down)?;
+            let user = ctx.config.user(username);
             let hash = user.map_or(crate::secret::decoy_hash(), |u| u.password_hash.as_str());
             let matches =
                 crate::secret::verify_blocking(password.to_owned(), hash.to_owned()).await;
             let Some(user) = user.filter(|_| matches) else {
+                ctx.throttle.fail(&keys);
                 return Err(OAuthError::invalid_grant("invalid username or password"));
             };
             let allowed: Vec<String> = match &user.scopes {
@@ -107,55 +113,44 @@ async fn grant(
                     .collect(),
             };
             let scopes = resolve_scopes(params.get("scope"), &allowed)?;
-            issue::issue(
-                store,
-                &config.oauth,
-                issue::Request {
-                    client,
-                    username: Some(&user.username),
-                    scopes,
-                    grant_id: None,
-                    refreshes_used: 0,
-                    refreshable: true,
-                },
-            )
-            .await?
+            let req = issue::Request {
+                client,
+                username: Some(&user.username),
+                scopes,
+                grant_id: None,
+                refreshes_used: 0,
+                refreshable: true,
+            };
+            issue::issue(ctx.store, oauth, req).await?
         }
-        Grant::RefreshToken => refresh(config, store, auth, params).await?,
-        Grant::AuthorizationCode | Grant::Implicit => {
-            return Err(OAuthError::unsupported_grant_type(format!(
-                "grant_type {grant_type:?} is not supported"
-            )));
-        }
+        Grant::AuthorizationCode => code::exchange(ctx, client, params).await?,
+        Grant::RefreshToken => return refresh(ctx, auth, params).await,
+        Grant::Implicit => return Err(unsupported(grant_type)),
     };
-    Ok(issued.into())
+    to_json(issued)
 }
 
-/// Rotation: the presented refresh token is retired and a successor issued; presenting a
-/// retired one again revokes the whole grant (RFC 9700 §4.14.2).
+/// Rotation: the presented refresh token is retired and a successor issued. Presenting a
+/// retired one again is reuse and revokes the whole grant (RFC 9700 §4.14.2), except within
+/// `refresh_grace` of its exchange, where the client gets that exchange's answer again.
 async fn refresh(
-    config: &Config,
-    store: &TokenStore,
+    ctx: &Ctx<'_>,
     auth: &Authenticated<'_>,
     params: &Params,
-) -> Result<issue::Issued, OAuthError> {
+) -> Result<Vec<u8>, OAuthError> {
     let client = auth.client;
     let presented = params.require("refresh_token")?;
     let hash = TokenHash::of(presented);
     let invalid = || OAuthError::invalid_grant("refresh token is invalid, expired or revoked");
-    let Some(entry) = store.get_refresh(&hash).await? else {
+    let Some(entry) = ctx.store.get_refresh(&hash).await? else {
         return Err(invalid());
     };
-    let old = entry.token;
-    if old.client_id != client.client_id {
+    let old = &entry.token;
+    if old.client_id != client.client_id || entry.revoked || old.is_expired(now_millis()) {
         return Err(invalid());
     }
-    if entry.revoked || old.is_expired(now_millis()) {
-        return Err(invalid());
-    }
-    if entry.retired {
-        reuse_detected(store, &old.grant_id).await?;
-        return Err(invalid());
+    if entry.retired_at.is_some() {
+        return retry_or_reuse(ctx, presented, &hash, entry).await;
     }
     if !client.refresh_count.allows(old.refreshes_used) {
         return Err(OAuthError::invalid_grant(
@@ -170,7 +165,7 @@ async fn refresh(
         .cloned()
         .collect();
     if let Some(name) = &old.username {
-        let Some(user) = config.user(name) else {
+        let Some(user) = ctx.config.user(name) else {
             return Err(invalid());
         };
         if let Some(own) = &user.scopes {
@@ -178,35 +173,69 @@ async fn refresh(
         }
     }
     let scopes = resolve_scopes(params.get("scope"), &allowed)?;
-    match store.retire_refresh(&hash).await? {
+    match ctx.store.retire_refresh(&hash).await? {
         Retire::Retired => {}
         Retire::AlreadyRetired => {
-            reuse_detected(store, &old.grant_id).await?;
-            return Err(invalid());
+            // Lost a race with a concurrent refresh of the same token: treat as its retry.
+            let Some(entry) = ctx.store.get_refresh(&hash).await? else {
+                return Err(invalid());
+            };
+            return retry_or_reuse(ctx, presented, &hash, entry).await;
         }
         Retire::Missing => return Err(invalid()),
     }
-    issue::issue(
-        store,
-        &config.oauth,
-        issue::Request {
-            client,
-            username: old.username.as_deref(),
-            scopes,
-            grant_id: Some(old.grant_id),
-            refreshes_used: old.refreshes_used + 1,
-            refreshable: true,
-        },
-    )
-    .await
+    let req = issue::Request {
+        client,
+        username: old.username.as_deref(),
+        scopes,
+        grant_id: Some(old.grant_id.clone()),
+        refreshes_used: old.refreshes_used + 1,
+        refreshable: true,
+    };
+    let body = to_json(issue::issue(ctx.store, &ctx.config.oauth, req).await?)?;
+    if !ctx.config.oauth.refresh_grace.is_zero()
+        && let Some(sealed) = grace::seal(presented, &body)
+    {
+        ctx.store.set_refresh_successor(&hash, &sealed).await?;
+    }
+    Ok(body)
 }
 
-async fn reuse_detected(store: &TokenStore, grant_id: &str) -> Result<(), OAuthError> {
-    let n = store.revoke_grant(grant_id).await?;
-    tracing::warn!(
-        grant_id,
-        revoked = n,
-        "retired refresh token presented again; grant revoked"
-    );
-    Ok(())
+/// A retired refresh token came back: within the grace window it is a retry and gets the
+/// same answer; after it, reuse, and the grant is revoked.
+async fn retry_or_reuse(
+    ctx: &Ctx<'_>,
+    presented: &str,
+    hash: &TokenHash,
+    mut entry: RefreshEntry,
+) -> Result<Vec<u8>, OAuthError> {
+    let grace = ctx.config.oauth.refresh_grace;
+    let retired_at = entry.retired_at.unwrap_or(0);
+    let within = now_millis() < retired_at.saturating_add(grace.as_millis() as u64);
+    if within && !entry.revoked {
+        // The first exchange may still be writing its answer; give it a moment.
+        let deadline = tokio::time::Instant::now() + SUCCESSOR_WAIT;
+        loop {
+            if let Some(body) = entry
+                .successor
+                .as_deref()
+                .and_then(|s| grace::open(presented, s))
+            {
+                return Ok(body);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match ctx.store.get_refresh(hash).await? {
+                Some(e) => entry = e,
+                None => break,
+            }
+        }
+    }
+    let n = ctx.store.revoke_grant(&entry.token.grant_id).await?;
+    tracing::warn!(grant_id = %entry.token.grant_id, revoked = n, "retired refresh token presented again; grant revoked");
+    Err(OAuthError::invalid_grant(
+        "refresh token is invalid, expired or revoked",
+    ))
 }

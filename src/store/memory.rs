@@ -4,10 +4,11 @@
 //! A sweeper drops records [`super::EXPIRED_RETENTION`] after they expire.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use super::records::{CodeUse, RecordKind};
 use super::{Retire, keep_until};
 use crate::token::{
     AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash, now_millis,
@@ -21,11 +22,18 @@ enum Member {
     Refresh(TokenHash),
 }
 
+struct Record {
+    value: String,
+    expires: Instant,
+    used: bool,
+}
+
 #[derive(Default)]
 struct Maps {
     access: DashMap<TokenHash, Arc<AccessEntry>>,
     refresh: DashMap<TokenHash, RefreshEntry>,
     grants: DashMap<String, Vec<Member>>,
+    records: DashMap<(RecordKind, String), Record>,
 }
 
 pub struct MemoryStore {
@@ -66,8 +74,9 @@ impl MemoryStore {
                 *hash,
                 RefreshEntry {
                     token: token.clone(),
-                    retired: false,
+                    retired_at: None,
                     revoked: false,
+                    successor: None,
                 },
             );
             members.push(Member::Refresh(*hash));
@@ -82,14 +91,56 @@ impl MemoryStore {
         self.maps.refresh.get(hash).map(|e| e.clone())
     }
 
-    pub fn retire_refresh(&self, hash: &TokenHash, _now: Millis) -> Retire {
+    pub fn retire_refresh(&self, hash: &TokenHash, now: Millis) -> Retire {
         match self.maps.refresh.get_mut(hash) {
             None => Retire::Missing,
-            Some(e) if e.retired => Retire::AlreadyRetired,
+            Some(e) if e.retired_at.is_some() => Retire::AlreadyRetired,
             Some(mut e) => {
-                e.retired = true;
+                e.retired_at = Some(now);
                 Retire::Retired
             }
+        }
+    }
+
+    pub fn set_refresh_successor(&self, hash: &TokenHash, sealed: &str) {
+        if let Some(mut e) = self.maps.refresh.get_mut(hash) {
+            e.successor = Some(sealed.to_owned());
+        }
+    }
+
+    pub fn put_record(&self, kind: RecordKind, key: &str, value: &str, ttl: Duration) {
+        self.maps.records.insert(
+            (kind, key.to_owned()),
+            Record {
+                value: value.to_owned(),
+                expires: Instant::now() + ttl,
+                used: false,
+            },
+        );
+    }
+
+    pub fn get_record(&self, kind: RecordKind, key: &str) -> Option<String> {
+        let r = self.maps.records.get(&(kind, key.to_owned()))?;
+        (r.expires > Instant::now()).then(|| r.value.clone())
+    }
+
+    pub fn delete_record(&self, kind: RecordKind, key: &str) {
+        self.maps.records.remove(&(kind, key.to_owned()));
+    }
+
+    pub fn use_code(&self, key: &str) -> CodeUse {
+        match self
+            .maps
+            .records
+            .get_mut(&(RecordKind::Code, key.to_owned()))
+        {
+            Some(r) if r.expires <= Instant::now() => CodeUse::Missing,
+            Some(r) if r.used => CodeUse::AlreadyUsed,
+            Some(mut r) => {
+                r.used = true;
+                CodeUse::First
+            }
+            None => CodeUse::Missing,
         }
     }
 
@@ -145,6 +196,8 @@ async fn sweep(maps: Weak<Maps>) {
         let live = |expires_at: Option<Millis>| keep_until(expires_at).is_none_or(|t| t > now);
         maps.access.retain(|_, e| live(e.token.expires_at));
         maps.refresh.retain(|_, e| live(e.token.expires_at));
+        let instant = Instant::now();
+        maps.records.retain(|_, r| r.expires > instant);
         maps.grants.retain(|_, members| {
             members.retain(|m| match m {
                 Member::Access(h) => maps.access.contains_key(h),

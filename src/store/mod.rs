@@ -8,12 +8,14 @@
 
 mod cache;
 mod memory;
+mod records;
 mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use cache::{CacheStats, TokenCache};
+pub use records::{CodeUse, RecordKind};
 
 use crate::config::{Backend, StoreConfig};
 use crate::token::{AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash};
@@ -142,6 +144,67 @@ impl TokenStore {
             self.forget(hash);
         }
         Ok(revoked.len())
+    }
+
+    /// Keeps the sealed response of a refresh beside the retired refresh token (grace window).
+    pub async fn set_refresh_successor(
+        &self,
+        hash: &TokenHash,
+        sealed: &str,
+    ) -> Result<(), StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => {
+                m.set_refresh_successor(hash, sealed);
+                Ok(())
+            }
+            BackendImpl::Redis(r) => r.set_refresh_successor(hash, sealed).await,
+        }
+    }
+
+    /// Stores a short-lived record (see [`RecordKind`]) that expires after `ttl`.
+    pub async fn put_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => {
+                m.put_record(kind, key, value, ttl);
+                Ok(())
+            }
+            BackendImpl::Redis(r) => r.put_record(kind, key, value, ttl).await,
+        }
+    }
+
+    pub async fn get_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.get_record(kind, key)),
+            BackendImpl::Redis(r) => r.get_record(kind, key).await,
+        }
+    }
+
+    pub async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<(), StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => {
+                m.delete_record(kind, key);
+                Ok(())
+            }
+            BackendImpl::Redis(r) => r.delete_record(kind, key).await,
+        }
+    }
+
+    /// Atomically marks an authorization code as used; only one caller gets [`CodeUse::First`].
+    pub async fn use_code(&self, key: &str) -> Result<CodeUse, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.use_code(key)),
+            BackendImpl::Redis(r) => r.use_code(key).await,
+        }
     }
 
     /// Is the store reachable?

@@ -6,6 +6,8 @@
 //!   (+ retention)
 //! - `Prt:<sha256 hex>`  hash {r: refresh-token JSON, retired: at, x: revoked-at}, likewise
 //! - `Pg:<grant id>`     set of `a:<hex>` / `r:<hex>` members, for revoking a grant whole
+//! - `Preq:<id>`, `Psess:<sha256 hex>`, `Pcode:<sha256 hex>`  hash {r: JSON, used: at} with
+//!   their own expiry: pending authorization requests, login sessions, authorization codes
 //! - channel `Prevoked`  space-separated access-token hashes just revoked; every node drops
 //!   them from its cache on receipt.
 
@@ -17,6 +19,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::cache::TokenCache;
+use super::records::{CodeUse, RecordKind, ttl_millis};
 use super::{Retire, StoreError, keep_until};
 use crate::token::{AccessEntry, AccessToken, RefreshEntry, RefreshToken, TokenHash, now_millis};
 
@@ -39,12 +42,18 @@ const RETIRE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('HSETNX', KEYS[1], 'retired', ARGV[1])";
 
+/// -1 = no such code; 1 = this call used it; 0 = it was used before.
+const USE_ONCE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[1], 'used', ARGV[1])";
+
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     channel: String,
     set_if_exists: Script,
     retire: Script,
+    use_once: Script,
     subscriber: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -83,6 +92,7 @@ impl RedisStore {
             channel,
             set_if_exists: Script::new(SET_IF_EXISTS),
             retire: Script::new(RETIRE),
+            use_once: Script::new(USE_ONCE),
             subscriber,
         })
     }
@@ -158,8 +168,13 @@ impl RedisStore {
 
     pub async fn get_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshEntry>, StoreError> {
         let mut conn = self.conn.clone();
-        let (record, retired, revoked): (Option<String>, Option<String>, Option<String>) = conn
-            .hmget(self.refresh_key(hash), &["r", "retired", "x"])
+        let (record, retired, revoked, successor): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = conn
+            .hmget(self.refresh_key(hash), &["r", "retired", "x", "s"])
             .await
             .map_err(unavailable)?;
         let Some(record) = record else {
@@ -169,8 +184,9 @@ impl RedisStore {
             serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Some(RefreshEntry {
             token,
-            retired: retired.is_some(),
+            retired_at: retired.map(|at| at.parse().unwrap_or(0)),
             revoked: revoked.is_some(),
+            successor,
         }))
     }
 
@@ -221,6 +237,75 @@ impl RedisStore {
         }
         self.publish(&revoked).await?;
         Ok(revoked)
+    }
+
+    pub async fn set_refresh_successor(
+        &self,
+        hash: &TokenHash,
+        sealed: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.set_if_exists
+            .key(self.refresh_key(hash))
+            .arg("s")
+            .arg(sealed)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    fn record_key(&self, kind: RecordKind, key: &str) -> String {
+        format!("{}{}{}", self.prefix, kind.key_part(), key)
+    }
+
+    pub async fn put_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.record_key(kind, key);
+        let mut pipe = redis::pipe();
+        pipe.hset(&key, "r", value).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_millis(ttl)).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    pub async fn get_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.hget(self.record_key(kind, key), "r")
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.del::<_, ()>(self.record_key(kind, key))
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn use_code(&self, key: &str) -> Result<CodeUse, StoreError> {
+        let mut conn = self.conn.clone();
+        let outcome: i64 = self
+            .use_once
+            .key(self.record_key(RecordKind::Code, key))
+            .arg(now_millis())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match outcome {
+            1 => CodeUse::First,
+            0 => CodeUse::AlreadyUsed,
+            _ => CodeUse::Missing,
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

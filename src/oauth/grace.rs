@@ -1,0 +1,69 @@
+//! The refresh grace window: a client that retries a refresh (lost response, concurrent
+//! refreshes) gets the same answer instead of tripping reuse detection.
+//!
+//! The answer holds live tokens, and tokens are never stored in the clear. So the response is
+//! sealed (ChaCha20-Poly1305) with a key derived from the *presented* refresh token, which the
+//! store only knows by its SHA-256. Only someone holding the old refresh token can open it,
+//! and that someone is exactly who is allowed to see the answer.
+
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use sha2::{Digest, Sha256};
+
+const NONCE_BYTES: usize = 12;
+
+fn cipher(refresh_token: &str) -> ChaCha20Poly1305 {
+    // Domain-separated from the store's SHA-256(token), which is public to anyone reading Redis.
+    let mut h = Sha256::new();
+    h.update(b"tollgate refresh grace v1\0");
+    h.update(refresh_token.as_bytes());
+    let key: [u8; 32] = h.finalize().into();
+    ChaCha20Poly1305::new(Key::from_slice(&key))
+}
+
+/// Seals `plaintext` under `refresh_token`; `None` only if the OS random generator fails.
+pub fn seal(refresh_token: &str, plaintext: &[u8]) -> Option<String> {
+    let mut nonce = [0u8; NONCE_BYTES];
+    getrandom::fill(&mut nonce).ok()?;
+    let mut out = nonce.to_vec();
+    out.extend(
+        cipher(refresh_token)
+            .encrypt(Nonce::from_slice(&nonce), plaintext)
+            .ok()?,
+    );
+    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(out))
+}
+
+/// Opens what [`seal`] made with the same token; `None` for any other token or tampering.
+pub fn open(refresh_token: &str, sealed: &str) -> Option<Vec<u8>> {
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(sealed)
+        .ok()?;
+    if bytes.len() < NONCE_BYTES {
+        return None;
+    }
+    let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
+    cipher(refresh_token)
+        .decrypt(Nonce::from_slice(nonce), ciphertext)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_token_opens_it() {
+        let sealed = seal("refresh-1", b"{\"access_token\":\"x\"}").expect("seal");
+        assert_eq!(
+            open("refresh-1", &sealed).as_deref(),
+            Some(&b"{\"access_token\":\"x\"}"[..])
+        );
+        assert_eq!(open("refresh-2", &sealed), None);
+        let mut tampered = sealed.clone();
+        tampered.replace_range(20..21, if &sealed[20..21] == "A" { "B" } else { "A" });
+        assert_eq!(open("refresh-1", &tampered), None);
+        assert_eq!(open("refresh-1", "!!"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! `POST {path}/introspect` (RFC 7662) and `GET {path}/tokeninfo` (the Google-style
+//! verification URL): what a token is, for resource servers and clients.
+
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::Ctx;
+use super::params::{self, ClientCredentials, Params};
+use crate::error::{Body, OAuthError, json as json_response, no_store};
+use crate::token::{Millis, TokenHash, now_millis};
+
+fn secs(ms: Millis) -> Value {
+    Value::from(ms / 1000)
+}
+
+/// The RFC 7662 answer for a token; `{"active": false}` for anything not currently valid.
+async fn describe(ctx: &Ctx<'_>, token: &str, hint: Option<&str>) -> Result<Value, OAuthError> {
+    let hash = TokenHash::of(token);
+    let now = now_millis();
+    let mut out = Map::new();
+    let refresh_first = hint == Some("refresh_token");
+    for refresh in [refresh_first, !refresh_first] {
+        if refresh {
+            let Some(e) = ctx.store.get_refresh(&hash).await? else {
+                continue;
+            };
+            if e.revoked || e.retired_at.is_some() || e.token.is_expired(now) {
+                break;
+            }
+            let t = e.token;
+            out.insert("token_type".into(), "refresh_token".into());
+            out.insert("scope".into(), t.scopes.join(" ").into());
+            out.insert("client_id".into(), t.client_id.into());
+            out.insert("iat".into(), secs(t.issued_at));
+            if let Some(exp) = t.expires_at {
+                out.insert("exp".into(), secs(exp));
+            }
+            if let Some(u) = t.username {
+                out.insert("username".into(), u.clone().into());
+                out.insert("sub".into(), u.into());
+            }
+        } else {
+            let Some(e) = ctx.store.lookup_access(&hash).await? else {
+                continue;
+            };
+            if e.revoked || e.token.is_expired(now) {
+                break;
+            }
+            let t = &e.token;
+            out.insert("token_type".into(), "Bearer".into());
+            out.insert("scope".into(), t.scope_string().into());
+            out.insert("client_id".into(), t.client_id.clone().into());
+            out.insert("iat".into(), secs(t.issued_at));
+            if let Some(exp) = t.expires_at {
+                out.insert("exp".into(), secs(exp));
+            }
+            if let Some(u) = &t.username {
+                out.insert("username".into(), u.clone().into());
+                out.insert("sub".into(), u.clone().into());
+            }
+        }
+        out.insert("active".into(), true.into());
+        out.insert("iss".into(), ctx.config.server.public_url.clone().into());
+        return Ok(Value::Object(out));
+    }
+    Ok(json!({"active": false}))
+}
+
+pub async fn introspect(
+    ctx: &Ctx<'_>,
+    req: Request<hyper::body::Incoming>,
+) -> (Option<String>, Response<Body>) {
+    let mut client_id = None;
+    let result = async {
+        let (headers, params) = params::read(req).await?;
+        let creds = params::client_credentials(&headers, &params)?;
+        if creds == ClientCredentials::None {
+            return Err(OAuthError::invalid_client("client authentication required"));
+        }
+        let auth = params::authenticate(ctx, creds).await?;
+        client_id = Some(auth.client.client_id.clone());
+        describe(ctx, params.require("token")?, params.get("token_type_hint")).await
+    }
+    .await;
+    let resp = match result {
+        Ok(v) => no_store(json_response(StatusCode::OK, &v)),
+        Err(e) => e.into_response(),
+    };
+    (client_id, resp)
+}
+
+pub async fn tokeninfo(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let invalid = || {
+        OAuthError::invalid_request("")
+            .into_response_with("invalid_token", "token is invalid, expired or revoked")
+    };
+    let params = match req.uri().query().map(|q| Params::parse(q.as_bytes())) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return e.into_response(),
+        None => Params::default(),
+    };
+    let Some(token) = params.get("access_token") else {
+        return OAuthError::invalid_request("")
+            .into_response_with("invalid_token", "access_token is required");
+    };
+    let entry = match ctx.store.lookup_access(&TokenHash::of(token)).await {
+        Ok(Some(e)) if !e.revoked && !e.token.is_expired(now_millis()) => e,
+        Ok(_) => return invalid(),
+        Err(e) => return OAuthError::from(e).into_response(),
+    };
+    let t = &entry.token;
+    let mut out = Map::new();
+    out.insert("client_id".into(), t.client_id.clone().into());
+    out.insert("scope".into(), t.scope_string().into());
+    if let Some(exp) = t.expires_at {
+        out.insert(
+            "expires_in".into(),
+            (exp.saturating_sub(now_millis()) / 1000).into(),
+        );
+    }
+    if let Some(u) = &t.username {
+        out.insert("username".into(), u.clone().into());
+    }
+    no_store(json_response(StatusCode::OK, &Value::Object(out)))
+}
