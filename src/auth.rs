@@ -157,6 +157,9 @@ pub async fn authorize(
     }
 }
 
+/// `error_description` of a revoked token.
+pub const REVOKED: &str = "token revoked";
+
 /// Looks a token up and checks it is current: known, not revoked, not expired.
 pub async fn validate(store: &TokenStore, token: &str) -> Result<Arc<AccessEntry>, GatewayError> {
     let hash = TokenHash::of(token);
@@ -169,7 +172,7 @@ pub async fn validate(store: &TokenStore, token: &str) -> Result<Arc<AccessEntry
         }
     };
     if entry.revoked {
-        Err(GatewayError::InvalidToken("token revoked"))
+        Err(GatewayError::InvalidToken(REVOKED))
     } else if entry.token.is_expired(now_millis()) {
         Err(GatewayError::TokenExpired)
     } else {

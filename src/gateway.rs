@@ -2,7 +2,6 @@
 //! endpoints, pick the route, authorise (→ `Permit`), forward, and write the access-log line.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,10 +11,12 @@ use hyper::header::{HOST, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response};
 
 use crate::auth::{self, ScopeRules};
-use crate::config::{Config, Route};
+use crate::config::{Config, ConfigError, Route, RouteAuth};
 use crate::error::{Body, GatewayError};
+use crate::metrics::{Metrics, Validation};
 use crate::pattern::{self, Matcher};
 use crate::proxy::{Forward, Proxy, Upstreams};
+use crate::server::Conn;
 use crate::store::TokenStore;
 use crate::throttle::Throttle;
 
@@ -36,7 +37,7 @@ impl Runtime {
             upstreams: config
                 .routes
                 .iter()
-                .map(|r| Upstreams::new(&r.upstreams))
+                .map(|r| Upstreams::new(&r.upstreams, r.upstream_ca.as_ref()))
                 .collect(),
             config,
         }
@@ -147,19 +148,19 @@ pub struct Gateway {
     proxy: Proxy,
     ids: RequestIds,
     throttle: Throttle,
-    tls: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
     pub fn new(config: Config, store: TokenStore) -> Gateway {
-        let tls = config.server.tls.is_some();
+        let metrics = Arc::clone(store.metrics());
         Gateway {
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             store,
             proxy: Proxy::new(),
             ids: RequestIds::new(),
             throttle: Throttle::default(),
-            tls,
+            metrics,
         }
     }
 
@@ -172,15 +173,82 @@ impl Gateway {
         self.runtime.store(Arc::new(Runtime::new(config)));
     }
 
+    /// Re-reads the config file, validates it in full, and swaps it in; an invalid file
+    /// leaves the running config in place and its errors are returned (and logged).
+    /// Users and file clients that the new file drops lose their tokens.
+    pub async fn reload_from_disk(&self) -> Result<(), ConfigError> {
+        let old = self.runtime();
+        let source = old.config.source.clone();
+        let path = source.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .unwrap_or_else(|e| Err(ConfigError(vec![format!("reload task failed: {e}")])));
+        let config = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                self.metrics.reload(false);
+                for line in &e.0 {
+                    tracing::error!(file = %source.display(), error = %line, "config reload refused; the running config stays");
+                }
+                return Err(e);
+            }
+        };
+        let prior = &old.config;
+        if config.server.listen != prior.server.listen || config.admin.listen != prior.admin.listen
+        {
+            tracing::warn!("listen addresses changed in the file; they take effect on restart");
+        }
+        if config.store.backend != prior.store.backend || config.store.prefix != prior.store.prefix
+        {
+            tracing::warn!("[store] changed in the file; it takes effect on restart");
+        }
+        let gone_users: Vec<String> = prior
+            .users
+            .iter()
+            .filter(|u| config.user(&u.username).is_none())
+            .map(|u| u.username.clone())
+            .collect();
+        let gone_clients: Vec<String> = prior
+            .clients
+            .iter()
+            .filter(|c| config.client(&c.client_id).is_none())
+            .map(|c| c.client_id.clone())
+            .collect();
+        self.reload(config);
+        self.metrics.reload(true);
+        tracing::info!(file = %source.display(), "config reloaded");
+        for user in gone_users {
+            match self.store.revoke_all_of(None, Some(&user)).await {
+                Ok(n) => {
+                    tracing::info!(username = %user, revoked = n, "user removed from the config; its tokens are revoked")
+                }
+                Err(e) => {
+                    tracing::warn!(username = %user, error = %e, "could not revoke the tokens of a removed user")
+                }
+            }
+        }
+        for client in gone_clients {
+            match self.store.revoke_all_of(Some(&client), None).await {
+                Ok(n) => {
+                    tracing::info!(client_id = %client, revoked = n, "client removed from the config; its tokens are revoked")
+                }
+                Err(e) => {
+                    tracing::warn!(client_id = %client, error = %e, "could not revoke the tokens of a removed client")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn store(&self) -> &TokenStore {
         &self.store
     }
 
-    pub async fn handle(
-        &self,
-        req: Request<hyper::body::Incoming>,
-        remote: SocketAddr,
-    ) -> Response<Body> {
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>, conn: Conn) -> Response<Body> {
         let start = Instant::now();
         let rt = self.runtime.load_full();
         let request_id = self.ids.for_request(req.headers());
@@ -191,7 +259,7 @@ impl Gateway {
             client_id: None,
         };
         let mut resp = match self
-            .dispatch(&rt, req, remote, &request_id, &raw_path, &mut log)
+            .dispatch(&rt, req, conn, &request_id, &raw_path, &mut log)
             .await
         {
             Ok(resp) => resp,
@@ -199,6 +267,8 @@ impl Gateway {
         };
         resp.headers_mut()
             .insert("x-request-id", request_id.clone());
+        self.metrics
+            .request(log.route, resp.status().as_u16(), start.elapsed());
         tracing::info!(
             target: "tollgate::access",
             method = %method,
@@ -216,7 +286,7 @@ impl Gateway {
         &self,
         rt: &'r Runtime,
         req: Request<hyper::body::Incoming>,
-        remote: SocketAddr,
+        conn: Conn,
         request_id: &HeaderValue,
         raw_path: &str,
         log: &mut AccessLog<'r>,
@@ -226,8 +296,8 @@ impl Gateway {
             config: &rt.config,
             store: &self.store,
             throttle: &self.throttle,
-            remote: remote.ip(),
-            tls: self.tls,
+            remote: conn.remote.ip(),
+            tls: conn.tls,
         };
         let req = match crate::oauth::route(&ctx, &path, req).await {
             Ok(handled) => {
@@ -250,7 +320,23 @@ impl Gateway {
             &rt.scopes,
             &self.store,
         )
-        .await?;
+        .await;
+        if route.auth == RouteAuth::Bearer {
+            let outcome = match &permit {
+                Ok(_) => Some(Validation::Valid),
+                Err(GatewayError::TokenExpired) => Some(Validation::Expired),
+                Err(GatewayError::InvalidToken(why)) if *why == auth::REVOKED => {
+                    Some(Validation::Revoked)
+                }
+                Err(GatewayError::InvalidToken(_)) => Some(Validation::Unknown),
+                Err(GatewayError::InsufficientScope { .. }) => Some(Validation::InsufficientScope),
+                Err(_) => None,
+            };
+            if let Some(outcome) = outcome {
+                self.metrics.validation(outcome);
+            }
+        }
+        let permit = permit?;
         log.client_id = permit.client_id().map(str::to_owned);
         let upstream_path = match &route.strip_prefix {
             Some(prefix) => match path.strip_prefix(prefix.as_str()) {
@@ -261,8 +347,8 @@ impl Gateway {
             None => &path,
         };
         let fwd = Forward {
-            remote: remote.ip(),
-            tls: self.tls,
+            remote: conn.remote.ip(),
+            tls: conn.tls,
             request_id,
             path: upstream_path,
             timeout: route.timeout,

@@ -16,7 +16,8 @@
 //! | [`token`] | token generation, hashing, records |
 //! | [`secret`] | argon2id for client secrets and passwords |
 //! | [`throttle`] | slowing down password and secret guessing (429) |
-//! | [`admin`] | health and readiness on the admin listener |
+//! | [`admin`] | the admin listener: health, metrics, the admin API |
+//! | [`metrics`] | Prometheus counters and histograms |
 //! | [`error`] | every error → status code, challenge and JSON body |
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod oauth;
 pub mod pattern;
 pub mod proxy;

@@ -2,13 +2,14 @@
 //! upstreams (skipping ones that just failed), and header hygiene (SPEC §4 step 4).
 
 use std::net::IpAddr;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{HeaderMap, Request, Response, Uri, Version};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -48,8 +49,11 @@ fn clock_ms() -> u64 {
     EPOCH.elapsed().as_millis() as u64
 }
 
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
 /// One upstream of a route.
 struct Target {
+    scheme: Scheme,
     authority: Authority,
     /// Path prefix from the upstream URL, without a trailing slash ("" for none).
     base_path: String,
@@ -61,14 +65,17 @@ struct Target {
 pub struct Upstreams {
     targets: Vec<Target>,
     next: AtomicUsize,
+    /// A client of the route's own, when it trusts its own CA for `https://` upstreams.
+    client: Option<UpstreamClient>,
 }
 
 impl Upstreams {
-    pub fn new(uris: &[Uri]) -> Upstreams {
+    pub fn new(uris: &[Uri], ca: Option<&Arc<rustls::ClientConfig>>) -> Upstreams {
         let targets = uris
             .iter()
             .filter_map(|u| {
                 Some(Target {
+                    scheme: u.scheme().cloned().unwrap_or(Scheme::HTTP),
                     authority: u.authority()?.clone(),
                     base_path: u.path().trim_end_matches('/').to_owned(),
                     down_until: AtomicU64::new(0),
@@ -78,6 +85,7 @@ impl Upstreams {
         Upstreams {
             targets,
             next: AtomicUsize::new(0),
+            client: ca.map(|tls| build_client((**tls).clone())),
         }
     }
 
@@ -106,10 +114,47 @@ pub struct Forward<'a> {
     pub keep_authorization: bool,
 }
 
-/// The shared upstream client (connection pool).
+/// The shared upstream client (connection pool): plain HTTP, and HTTPS verified against the
+/// system's roots.
 #[derive(Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    client: UpstreamClient,
+}
+
+/// A pooled client speaking HTTP/1.1 to `http://` upstreams and, through `tls`, to `https://`.
+fn build_client(tls: rustls::ClientConfig) -> UpstreamClient {
+    // hyper-rustls sets the ALPN list itself (http/1.1) and refuses a preset one.
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
+/// The system's trusted roots (those rustls-native-certs can read; none if it reads none,
+/// which makes every https:// upstream without `upstream_ca` fail with 502, loudly logged).
+fn system_roots() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system's CA certificates");
+    }
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(
+        added,
+        "system CA certificates loaded for https:// upstreams"
+    );
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 impl Default for Proxy {
@@ -120,14 +165,9 @@ impl Default for Proxy {
 
 impl Proxy {
     pub fn new() -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Proxy { client }
+        Proxy {
+            client: build_client(system_roots()),
+        }
     }
 
     /// Sends the request to one of `upstreams` and returns its response, streaming both ways.
@@ -147,6 +187,7 @@ impl Proxy {
         let retryable = hyper::body::Body::is_end_stream(&body);
         let mut body = Some(body);
         let mut last = GatewayError::BadGateway;
+        let client = upstreams.client.as_ref().unwrap_or(&self.client);
         for target in upstreams.order() {
             let Some(uri) = upstream_uri(target, fwd.path, query.as_deref()) else {
                 return Err(GatewayError::BadGateway);
@@ -164,7 +205,7 @@ impl Proxy {
             } else {
                 std::mem::take(&mut parts.headers)
             };
-            match tokio::time::timeout(fwd.timeout, self.client.request(req)).await {
+            match tokio::time::timeout(fwd.timeout, client.request(req)).await {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
                 Ok(Ok(mut resp)) => {
                     strip_hop_by_hop(resp.headers_mut());
@@ -197,7 +238,7 @@ fn upstream_uri(target: &Target, path: &str, query: Option<&str>) -> Option<Uri>
         None => format!("{}{}", target.base_path, path),
     };
     Uri::builder()
-        .scheme(Scheme::HTTP)
+        .scheme(target.scheme.clone())
         .authority(target.authority.clone())
         .path_and_query(PathAndQuery::try_from(pq).ok()?)
         .build()
@@ -300,10 +341,13 @@ mod tests {
 
     #[test]
     fn round_robin_skips_failed_targets() {
-        let ups = Upstreams::new(&[
-            "http://127.0.0.1:1".parse().expect("uri"),
-            "http://127.0.0.1:2".parse().expect("uri"),
-        ]);
+        let ups = Upstreams::new(
+            &[
+                "http://127.0.0.1:1".parse().expect("uri"),
+                "http://127.0.0.1:2".parse().expect("uri"),
+            ],
+            None,
+        );
         let first: Vec<String> = ups.order().map(|t| t.authority.to_string()).collect();
         let second: Vec<String> = ups.order().map(|t| t.authority.to_string()).collect();
         assert_ne!(

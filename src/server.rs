@@ -53,44 +53,43 @@ pub async fn run(
                 let gateway = Arc::clone(&gateway);
                 async move { crate::admin::handle(&gateway, req).await }
             },
+            || None,
             stop,
             grace,
         ))
     };
     let public = {
         let gateway = Arc::clone(&gateway);
+        let tls_source = Arc::clone(&gateway);
         let stop = wait_for(stop_rx.clone());
         tokio::spawn(serve(
             listeners.public,
-            move |req, remote| {
+            move |req, conn| {
                 let gateway = Arc::clone(&gateway);
-                async move { gateway.handle(req, remote).await }
+                async move { gateway.handle(req, conn).await }
+            },
+            // Read per connection, so a reload's new certificate serves the next handshake.
+            move || {
+                let rt = tls_source.runtime();
+                rt.config.server.tls.as_ref().map(|t| Arc::clone(&t.rustls))
             },
             stop,
             grace,
         ))
     };
 
+    let watcher = tokio::spawn(watch_file(Arc::clone(&gateway)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             Some(()) = futures_util::StreamExt::next(&mut reloads) => {
-                let source = gateway.runtime().config.source.clone();
-                match Config::load(&source) {
-                    Ok(config) => {
-                        gateway.reload(config);
-                        tracing::info!(file = %source.display(), "config reloaded");
-                    }
-                    Err(e) => {
-                        for line in &e.0 {
-                            tracing::error!(error = %line, "config reload refused; the running config stays");
-                        }
-                    }
-                }
+                // Errors are logged and counted by reload_from_disk; the old config stays.
+                let _ = gateway.reload_from_disk().await;
             }
         }
     }
+    watcher.abort();
     tracing::info!(grace = ?grace, "shutting down: no new connections, draining requests in flight");
     let _ = stop_tx.send(true);
     let _ = public.await;
@@ -98,18 +97,67 @@ pub async fn run(
     Ok(())
 }
 
+/// How often the config file is looked at, and how long a change must settle before it is
+/// read (editors write in several steps, or write a new file and rename it over the old).
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+const WATCH_SETTLE: Duration = Duration::from_millis(250);
+
+/// What identifies one version of the file: inode, size, modification time.
+async fn fingerprint(path: &std::path::Path) -> Option<(u64, u64, std::time::SystemTime)> {
+    let meta = tokio::fs::metadata(path).await.ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((inode, meta.len(), meta.modified().ok()?))
+}
+
+/// Reloads the config whenever its file changes on disk.
+async fn watch_file(gateway: Arc<Gateway>) {
+    let path = gateway.runtime().config.source.clone();
+    let mut last = fingerprint(&path).await;
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tick.tick().await;
+        let seen = fingerprint(&path).await;
+        if seen.is_none() || seen == last {
+            continue; // unchanged, or mid-replace (the old file is gone, the new not yet there)
+        }
+        tokio::time::sleep(WATCH_SETTLE).await;
+        let settled = fingerprint(&path).await;
+        if settled != seen {
+            continue; // still being written: look again on the next tick
+        }
+        last = settled;
+        tracing::info!(file = %path.display(), "config file changed; reloading");
+        let _ = gateway.reload_from_disk().await;
+    }
+}
+
 async fn wait_for(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub remote: SocketAddr,
+    pub tls: bool,
+}
+
+/// Longest a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts connections until `shutdown`, then gives open connections `grace` to finish.
+/// `tls` gives the TLS config for each new connection (`None` = plain HTTP).
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
+    tls: impl Fn() -> Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Conn) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -129,17 +177,47 @@ pub async fn serve<H, F>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
+                let tls = tls();
+                let info = Conn { remote, tls: tls.is_some() };
                 let service = service_fn(move |req| {
-                    let response = handler(req, remote);
+                    let response = handler(req, info);
                     async move { Ok::<_, Infallible>(response.await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %remote, "connection ended with an error");
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %remote, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(config) => {
+                        // The handshake runs in the connection's task so a slow client cannot
+                        // stall the accept loop; the connection joins graceful shutdown after it.
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, %remote, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%remote, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, %remote, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }

@@ -81,6 +81,9 @@ pub struct AccessToken {
     pub expires_at: Option<Millis>,
     /// The grant this token belongs to; revoking the grant revokes the token.
     pub grant_id: String,
+    /// Refreshes the grant had used when this token was issued.
+    #[serde(default)]
+    pub refreshes_used: u32,
 }
 
 impl AccessToken {

@@ -5,12 +5,16 @@
 //! every problem it finds at once as `FILE:LINE:COL: message`.
 
 mod raw;
+pub mod tls;
 mod validate;
+
+pub(crate) use validate::{check_redirect_uri, is_client_id};
 pub mod values;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -48,6 +52,8 @@ pub struct ServerConfig {
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Built from `cert` and `key` when the config was loaded.
+    pub rustls: Arc<rustls::ServerConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,13 +110,15 @@ pub struct User {
     pub scopes: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClientType {
     Confidential,
     Public,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Grant {
     AuthorizationCode,
     RefreshToken,
@@ -144,7 +152,8 @@ impl Grant {
 }
 
 /// How many times one grant may be refreshed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RefreshCount {
     Unlimited,
     Limited(u32),
@@ -160,7 +169,9 @@ impl RefreshCount {
     }
 }
 
-#[derive(Debug, Clone)]
+/// A registered client: from `gateway.toml`, or created through the admin API (then it is
+/// stored, as this struct's JSON, in the token store).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Client {
     pub client_id: String,
     pub name: String,
@@ -200,6 +211,8 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     pub timeout: Duration,
     pub forward_authorization: bool,
+    /// Trust only this CA for `https://` upstreams (default: the system's roots).
+    pub upstream_ca: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a config could not be loaded: every message is `FILE:LINE:COL: message` (or

@@ -118,5 +118,6 @@ pub struct RawRoute {
     pub strip_prefix: Option<Str>,
     pub timeout: Option<Str>,
     pub forward_authorization: Option<Spanned<bool>>,
+    pub upstream_ca: Option<Str>,
     pub credential: Option<Str>,
 }

@@ -58,18 +58,23 @@ impl Validator<'_> {
             );
         }
         let shutdown_grace = self.duration_or(&rs.shutdown_grace, Duration::from_secs(30));
-        if let Some(tls) = &rs.tls {
-            let _ = &tls.key;
-            self.err(
-                &tls.cert,
-                "[server.tls] is not supported by this build yet; terminate TLS in front of Tollgate",
-            );
-        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let tls = rs.tls.as_ref().and_then(|t| {
+            let cert = base.join(self.string(&t.cert));
+            let key = base.join(self.string(&t.key));
+            match super::tls::server_config(&cert, &key) {
+                Ok(rustls) => Some(TlsConfig { cert, key, rustls }),
+                Err(e) => {
+                    self.err(&t.cert, e);
+                    None
+                }
+            }
+        });
         let server = ServerConfig {
             listen: listen.unwrap_or_else(unspecified),
             public_url: public_url.trim_end_matches('/').to_owned(),
             shutdown_grace,
-            tls: None,
+            tls,
         };
 
         let admin_listen = match &raw.admin {
@@ -102,7 +107,8 @@ impl Validator<'_> {
                 format!("[oauth].default_client names unknown client {default_client:?}"),
             );
         }
-        let routes = self.routes(raw.routes, &scopes);
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let routes = self.routes(raw.routes, &scopes, &base);
 
         Config {
             source: path.to_path_buf(),
@@ -514,7 +520,7 @@ impl Validator<'_> {
         }
     }
 
-    fn routes(&mut self, raw: Vec<Spanned<RawRoute>>, scopes: &[Scope]) -> Vec<Route> {
+    fn routes(&mut self, raw: Vec<Spanned<RawRoute>>, scopes: &[Scope], base: &Path) -> Vec<Route> {
         let mut names = HashSet::new();
         let mut places: HashMap<(Option<String>, String), String> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
@@ -589,6 +595,12 @@ impl Validator<'_> {
                     ));
                 }
             }
+            let upstream_ca = r.upstream_ca.as_ref().and_then(|ca| {
+                let file = base.join(self.string(ca));
+                super::tls::client_config(&file)
+                    .map_err(|e| self.err(ca, e))
+                    .ok()
+            });
             let Some(pattern) = pattern else { continue };
             out.push(Route {
                 name,
@@ -602,6 +614,7 @@ impl Validator<'_> {
                     .forward_authorization
                     .as_ref()
                     .is_some_and(|f| *f.get_ref()),
+                upstream_ca,
             });
         }
         out
@@ -616,15 +629,15 @@ impl Validator<'_> {
         for u in list.get_ref() {
             let s = self.string(u);
             match s.parse::<Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.authority().is_some() =>
+                {
                     if uri.query().is_some() {
                         self.err(u, "an upstream URL cannot have a query string");
                     } else {
                         out.push(uri);
                     }
-                }
-                Ok(uri) if uri.scheme_str() == Some("https") => {
-                    self.err(u, "https:// upstreams are not supported by this build yet")
                 }
                 _ => self.err(
                     u,
@@ -738,14 +751,14 @@ fn is_scope_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
-fn is_client_id(s: &str) -> bool {
+pub(crate) fn is_client_id(s: &str) -> bool {
     (1..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
 }
 
 /// RFC 6749 §3.1.2: absolute, no fragment.
-fn check_redirect_uri(s: &str) -> Result<(), String> {
+pub(crate) fn check_redirect_uri(s: &str) -> Result<(), String> {
     if s.contains('#') {
         return Err("a redirect URI must not contain a fragment".to_owned());
     }

@@ -75,6 +75,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("invalid duration {s:?}: too large"))
 }
 
+/// The inverse of [`parse_duration`]: the largest unit that states `d` exactly.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Like [`parse_duration`], but `"never"` gives `None` (a lifetime without end).
 pub fn parse_lifetime(s: &str) -> Result<Option<Duration>, String> {
     if s == "never" {
@@ -139,6 +155,15 @@ mod tests {
             let got = parse_duration(input).ok().map(|d| d.as_millis() as u64);
             assert_eq!(got, *want, "parse_duration({input:?})");
         }
+        for s in ["500ms", "30s", "10m", "12h", "30d", "90s", "0ms"] {
+            let d = parse_duration(s).expect("valid");
+            assert_eq!(
+                parse_duration(&format_duration(d)),
+                Ok(d),
+                "round trip of {s}"
+            );
+        }
+        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
         assert_eq!(parse_lifetime("never"), Ok(None));
         assert_eq!(parse_lifetime("1s"), Ok(Some(Duration::from_secs(1))));
         assert!(parse_lifetime("Never").is_err());

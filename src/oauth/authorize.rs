@@ -7,6 +7,7 @@
 //! can finish on another. Forms carry a CSRF token that must also come back as a cookie and
 //! match the pending request (double submit plus server-side check).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use hyper::header::{COOKIE, HeaderValue, LOCATION, SET_COOKIE};
@@ -58,12 +59,20 @@ pub async fn start(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> (Optio
         Ok(p) => p,
         Err(e) => return (None, error_page(StatusCode::BAD_REQUEST, &e.description)),
     };
-    let Some(client) = params.get("client_id").and_then(|id| ctx.config.client(id)) else {
+    let client = match params.get("client_id") {
+        Some(id) => match ctx.client(id).await {
+            Ok(c) => c,
+            Err(e) => return (None, store_down(e)),
+        },
+        None => None,
+    };
+    let Some(client) = client else {
         return (
             None,
             error_page(StatusCode::BAD_REQUEST, "Unknown or missing client_id."),
         );
     };
+    let client: &Client = &client;
     let client_id = Some(client.client_id.clone());
     // Until the redirect URI is known good, errors are shown here, never sent anywhere.
     let redirect_uri = match params.get("redirect_uri") {
@@ -220,7 +229,7 @@ pub async fn login(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Answer
         );
         let mut resp = login_page(
             ctx,
-            client,
+            &client,
             &request,
             &pending.csrf,
             username,
@@ -239,7 +248,7 @@ pub async fn login(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Answer
         let msg = "Invalid username or password";
         return login_page(
             ctx,
-            client,
+            &client,
             &request,
             &pending.csrf,
             username,
@@ -279,9 +288,12 @@ pub async fn consent_page(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) ->
         Ok(None) => return expired(),
         Err(resp) => return resp,
     };
-    let Some(client) = ctx.config.client(&pending.client_id) else {
-        return expired();
+    let client = match ctx.client(&pending.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return expired(),
+        Err(e) => return store_down(e),
     };
+    let client: &Client = &client;
     let username = match session(ctx, req.headers()).await {
         Ok(Some(s)) => s.username,
         Ok(None) => {
@@ -371,7 +383,7 @@ pub async fn consent_decision(
                 client_id,
                 login_page(
                     ctx,
-                    client,
+                    &client,
                     &request,
                     &pending.csrf,
                     "",
@@ -407,7 +419,7 @@ pub async fn consent_decision(
         return (client_id, deny("no scope was granted"));
     }
     let answer = if pending.implicit {
-        implicit_token(ctx, client, &pending, &username, scopes).await
+        implicit_token(ctx, &client, &pending, &username, scopes).await
     } else {
         issue_code(ctx, &pending, &username, scopes).await
     };
@@ -473,6 +485,7 @@ async fn implicit_token(
             grant_id: None,
             refreshes_used: 0,
             refreshable: false,
+            grant: "implicit",
         },
     )
     .await?;
@@ -514,7 +527,7 @@ async fn load_pending<'c>(
     ctx: &Ctx<'c>,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<(String, Pending, &'c Client), Answer> {
+) -> Result<(String, Pending, Cow<'c, Client>), Answer> {
     let request = params.get("request").ok_or_else(expired)?;
     let pending = get_pending(ctx, request).await?.ok_or_else(expired)?;
     let form_csrf = params.get("csrf");
@@ -525,7 +538,11 @@ async fn load_pending<'c>(
             "This form has expired or did not come from this site. Start again from the application.",
         ));
     }
-    let client = ctx.config.client(&pending.client_id).ok_or_else(expired)?;
+    let client = ctx
+        .client(&pending.client_id)
+        .await
+        .map_err(store_down)?
+        .ok_or_else(expired)?;
     Ok((request.to_owned(), pending, client))
 }
 

@@ -130,6 +130,7 @@ pub async fn exchange(
             grant_id: Some(grant.grant_id),
             refreshes_used: 0,
             refreshable: true,
+            grant: "authorization_code",
         },
     )
     .await

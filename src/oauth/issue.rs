@@ -20,6 +20,8 @@ pub struct Request<'a> {
     pub refreshes_used: u32,
     /// May this grant type carry a refresh token at all (not client_credentials, not implicit)?
     pub refreshable: bool,
+    /// How the token was obtained, for metrics (`client_credentials`, `password`, …, `admin`).
+    pub grant: &'static str,
 }
 
 /// A freshly minted token pair; the only place the token texts exist.
@@ -59,7 +61,9 @@ pub async fn issue(
         issued_at: now,
         expires_at: expiry(now, req.client.access_token_ttl),
         grant_id: grant_id.clone(),
+        refreshes_used: req.refreshes_used,
     };
+    let grant = req.grant;
     let with_refresh = req.refreshable
         && req.client.allows_grant(Grant::RefreshToken)
         && req.client.refresh_count.allows(req.refreshes_used);
@@ -86,6 +90,7 @@ pub async fn issue(
             refresh_hash.as_ref().zip(refresh.as_ref()),
         )
         .await?;
+    store.metrics().issued(grant);
     Ok(Issued {
         access_token,
         access,

@@ -13,7 +13,7 @@ mod authorize;
 mod code;
 mod grace;
 mod introspect;
-mod issue;
+pub(crate) mod issue;
 mod metadata;
 mod pages;
 mod params;
@@ -26,9 +26,11 @@ pub use issue::{TokenResponse, rfc3339};
 
 use hyper::{Method, Request, Response};
 
-use crate::config::Config;
+use std::borrow::Cow;
+
+use crate::config::{Client, Config};
 use crate::error::{Body, OAuthError};
-use crate::store::TokenStore;
+use crate::store::{StoreError, TokenStore};
 use crate::throttle::Throttle;
 
 /// Everything an OAuth endpoint needs about the node and the request.
@@ -39,6 +41,17 @@ pub struct Ctx<'a> {
     pub remote: IpAddr,
     /// Served over TLS (cookies get `Secure`).
     pub tls: bool,
+}
+
+impl<'a> Ctx<'a> {
+    /// A registered client: one from `gateway.toml` (which wins on a clash), or one created
+    /// through the admin API and kept in the store.
+    pub async fn client(&self, client_id: &str) -> Result<Option<Cow<'a, Client>>, StoreError> {
+        if let Some(c) = self.config.client(client_id) {
+            return Ok(Some(Cow::Borrowed(c)));
+        }
+        Ok(self.store.get_client(client_id).await?.map(Cow::Owned))
+    }
 }
 
 /// An OAuth endpoint's answer, and the client it identified (for the access log).

@@ -7,6 +7,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{HeaderMap, Request};
 
+use std::borrow::Cow;
+
 use super::Ctx;
 use crate::config::{Client, ClientType};
 use crate::error::OAuthError;
@@ -157,7 +159,7 @@ fn parse_basic(encoded: &str) -> Option<(String, String)> {
 
 /// An authenticated client, and whether it used HTTP Basic (to shape a 401).
 pub struct Authenticated<'c> {
-    pub client: &'c Client,
+    pub client: Cow<'c, Client>,
     pub via_basic: bool,
     /// The request named no client and `[oauth].default_client` stood in.
     pub defaulted: bool,
@@ -174,12 +176,9 @@ pub async fn authenticate<'c>(
         ClientCredentials::Basic { id, secret } => (id, Some(secret), true),
         ClientCredentials::Body { id, secret } => (id, secret, false),
         ClientCredentials::None => {
-            let client = config
-                .oauth
-                .default_client
-                .as_deref()
-                .and_then(|id| config.client(id))
-                .ok_or_else(|| OAuthError::invalid_client("client authentication required"))?;
+            let missing = || OAuthError::invalid_client("client authentication required");
+            let id = config.oauth.default_client.as_deref().ok_or_else(missing)?;
+            let client = ctx.client(id).await?.ok_or_else(missing)?;
             return Ok(Authenticated {
                 client,
                 via_basic: false,
@@ -198,7 +197,7 @@ pub async fn authenticate<'c>(
             ..OAuthError::invalid_client("client authentication failed")
         }
     };
-    let Some(client) = config.client(&id) else {
+    let Some(client) = ctx.client(&id).await? else {
         // Spend the same time as a wrong secret, so probing does not reveal client ids.
         if let Some(secret) = secret {
             crate::secret::verify_blocking(secret, crate::secret::decoy_hash().to_owned()).await;

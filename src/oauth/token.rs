@@ -7,7 +7,7 @@ use hyper::{Request, Response};
 use super::issue::{self, Issued, TokenResponse, resolve_scopes};
 use super::params::{self, Authenticated, Params};
 use super::{Ctx, code, grace};
-use crate::config::Grant;
+use crate::config::{Client, Grant};
 use crate::error::{Body, OAuthError, no_store};
 use crate::store::Retire;
 use crate::throttle::Key;
@@ -65,16 +65,16 @@ async fn grant(
     let grant = Grant::parse(grant_type)
         .filter(|g| *g != Grant::Implicit)
         .ok_or_else(|| unsupported(grant_type))?;
-    let client = auth.client;
-    if !client.allows_grant(grant) {
-        return Err(OAuthError::unauthorized_client(format!(
-            "client may not use the {grant_type} grant"
-        )));
-    }
+    let client: &Client = &auth.client;
     // A request that named no client may only act for a user; the default client stands in
     // for legacy callers that send just a username and password.
     if auth.defaulted && !matches!(grant, Grant::Password | Grant::RefreshToken) {
         return Err(OAuthError::invalid_client("client authentication required"));
+    }
+    if !client.allows_grant(grant) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "client may not use the {grant_type} grant"
+        )));
     }
     let oauth = &ctx.config.oauth;
     let issued = match grant {
@@ -87,6 +87,7 @@ async fn grant(
                 grant_id: None,
                 refreshes_used: 0,
                 refreshable: false,
+                grant: "client_credentials",
             };
             issue::issue(ctx.store, oauth, req).await?
         }
@@ -120,6 +121,7 @@ async fn grant(
                 grant_id: None,
                 refreshes_used: 0,
                 refreshable: true,
+                grant: "password",
             };
             issue::issue(ctx.store, oauth, req).await?
         }
@@ -138,7 +140,7 @@ async fn refresh(
     auth: &Authenticated<'_>,
     params: &Params,
 ) -> Result<Vec<u8>, OAuthError> {
-    let client = auth.client;
+    let client: &Client = &auth.client;
     let presented = params.require("refresh_token")?;
     let hash = TokenHash::of(presented);
     let invalid = || OAuthError::invalid_grant("refresh token is invalid, expired or revoked");
@@ -191,6 +193,7 @@ async fn refresh(
         grant_id: Some(old.grant_id.clone()),
         refreshes_used: old.refreshes_used + 1,
         refreshable: true,
+        grant: "refresh_token",
     };
     let body = to_json(issue::issue(ctx.store, &ctx.config.oauth, req).await?)?;
     if !ctx.config.oauth.refresh_grace.is_zero()

@@ -33,6 +33,8 @@ pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
     pub live: bool,
+    /// Revocation messages received on the store channel.
+    pub messages: u64,
 }
 
 pub struct TokenCache {
@@ -45,6 +47,7 @@ pub struct TokenCache {
     generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    messages: AtomicU64,
 }
 
 impl TokenCache {
@@ -58,6 +61,7 @@ impl TokenCache {
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +135,11 @@ impl TokenCache {
         }
     }
 
+    /// Counts one revocation message from the store channel.
+    pub fn note_message(&self) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Drops one token (it was revoked).
     pub fn invalidate(&self, hash: &TokenHash) {
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -160,6 +169,7 @@ impl TokenCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             live: self.live.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
         }
     }
 }
@@ -179,6 +189,7 @@ mod tests {
                 issued_at: now_millis(),
                 expires_at: expires_in_ms.map(|ms| now_millis() + ms),
                 grant_id: "g".into(),
+                refreshes_used: 0,
             },
             revoked: false,
         }

@@ -10,6 +10,7 @@ use dashmap::DashMap;
 
 use super::records::{CodeUse, RecordKind};
 use super::{Retire, keep_until};
+use crate::config::Client;
 use crate::token::{
     AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash, now_millis,
 };
@@ -34,6 +35,7 @@ struct Maps {
     refresh: DashMap<TokenHash, RefreshEntry>,
     grants: DashMap<String, Vec<Member>>,
     records: DashMap<(RecordKind, String), Record>,
+    clients: DashMap<String, Client>,
 }
 
 pub struct MemoryStore {
@@ -106,6 +108,39 @@ impl MemoryStore {
         if let Some(mut e) = self.maps.refresh.get_mut(hash) {
             e.successor = Some(sealed.to_owned());
         }
+    }
+
+    pub fn put_client(&self, client: &Client) {
+        self.maps
+            .clients
+            .insert(client.client_id.clone(), client.clone());
+    }
+
+    pub fn get_client(&self, client_id: &str) -> Option<Client> {
+        self.maps.clients.get(client_id).map(|c| c.clone())
+    }
+
+    pub fn delete_client(&self, client_id: &str) -> bool {
+        self.maps.clients.remove(client_id).is_some()
+    }
+
+    pub fn list_clients(&self) -> Vec<Client> {
+        self.maps.clients.iter().map(|c| c.clone()).collect()
+    }
+
+    /// Access tokens of a client and/or user (both `None` = all).
+    pub fn access_tokens(
+        &self,
+        client_id: Option<&str>,
+        username: Option<&str>,
+    ) -> Vec<(TokenHash, Arc<AccessEntry>)> {
+        self.maps
+            .access
+            .iter()
+            .filter(|e| client_id.is_none_or(|c| e.token.client_id == c))
+            .filter(|e| username.is_none_or(|u| e.token.username.as_deref() == Some(u)))
+            .map(|e| (*e.key(), Arc::clone(e.value())))
+            .collect()
     }
 
     pub fn put_record(&self, kind: RecordKind, key: &str, value: &str, ttl: Duration) {

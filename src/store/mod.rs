@@ -12,12 +12,14 @@ mod records;
 mod redis;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub use cache::{CacheStats, TokenCache};
 pub use records::{CodeUse, RecordKind};
 
-use crate::config::{Backend, StoreConfig};
+use crate::config::{Backend, Client, StoreConfig};
+use crate::metrics::Metrics;
 use crate::token::{AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash};
 
 /// How long a record is kept after its token expired, so a late caller is told
@@ -51,6 +53,7 @@ pub enum Retire {
 pub struct TokenStore {
     backend: Arc<BackendImpl>,
     cache: Option<Arc<TokenCache>>,
+    metrics: Arc<Metrics>,
 }
 
 enum BackendImpl {
@@ -66,6 +69,7 @@ impl TokenStore {
             Backend::Memory => Ok(TokenStore {
                 backend: Arc::new(BackendImpl::Memory(memory::MemoryStore::new())),
                 cache: None,
+                metrics: Arc::default(),
             }),
             Backend::Redis { url } => {
                 let cache = (config.cache_capacity > 0 && !config.cache_ttl.is_zero())
@@ -74,6 +78,7 @@ impl TokenStore {
                 Ok(TokenStore {
                     backend: Arc::new(BackendImpl::Redis(store)),
                     cache,
+                    metrics: Arc::default(),
                 })
             }
         }
@@ -87,10 +92,27 @@ impl TokenStore {
         match (&*self.backend, &self.cache) {
             (BackendImpl::Memory(m), _) => Ok(m.get_access(hash)),
             (BackendImpl::Redis(r), Some(cache)) => {
-                cache.get_or_fetch(*hash, || r.get_access(hash)).await
+                cache
+                    .get_or_fetch(*hash, || self.fetch_timed(r, hash))
+                    .await
             }
-            (BackendImpl::Redis(r), None) => Ok(r.get_access(hash).await?.map(Arc::new)),
+            (BackendImpl::Redis(r), None) => Ok(self.fetch_timed(r, hash).await?.map(Arc::new)),
         }
+    }
+
+    /// A lookup that reached Redis, with its latency and failures counted.
+    async fn fetch_timed(
+        &self,
+        r: &redis::RedisStore,
+        hash: &TokenHash,
+    ) -> Result<Option<AccessEntry>, StoreError> {
+        let start = std::time::Instant::now();
+        let result = r.get_access(hash).await;
+        self.metrics.store_duration.observe(start.elapsed());
+        if result.is_err() {
+            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Stores a newly issued access token and, when one was issued with it, its refresh token.
@@ -207,12 +229,86 @@ impl TokenStore {
         }
     }
 
+    pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => {
+                m.put_client(client);
+                Ok(())
+            }
+            BackendImpl::Redis(r) => r.put_client(client).await,
+        }
+    }
+
+    pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.get_client(client_id)),
+            BackendImpl::Redis(r) => r.get_client(client_id).await,
+        }
+    }
+
+    pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.delete_client(client_id)),
+            BackendImpl::Redis(r) => r.delete_client(client_id).await,
+        }
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.list_clients()),
+            BackendImpl::Redis(r) => r.list_clients().await,
+        }
+    }
+
+    /// Access tokens (with their hashes) of a client and/or a user; both `None` = all.
+    pub async fn access_tokens(
+        &self,
+        client_id: Option<&str>,
+        username: Option<&str>,
+    ) -> Result<Vec<(TokenHash, Arc<AccessEntry>)>, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.access_tokens(client_id, username)),
+            BackendImpl::Redis(r) => Ok(r
+                .access_tokens(client_id, username)
+                .await?
+                .into_iter()
+                .map(|(h, e)| (h, Arc::new(e)))
+                .collect()),
+        }
+    }
+
+    /// Revokes every token (access and refresh) issued to a client or to a user.
+    pub async fn revoke_all_of(
+        &self,
+        client_id: Option<&str>,
+        username: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let mut grants: Vec<String> = self
+            .access_tokens(client_id, username)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e.token.grant_id.clone())
+            .collect();
+        grants.sort();
+        grants.dedup();
+        let mut n = 0;
+        for grant in grants {
+            n += self.revoke_grant(&grant).await?;
+        }
+        Ok(n)
+    }
+
     /// Is the store reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &*self.backend {
             BackendImpl::Memory(_) => Ok(()),
             BackendImpl::Redis(r) => r.ping().await,
         }
+    }
+
+    /// This node's metrics (the store records its own; the gateway shares the same set).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn cache_stats(&self) -> Option<CacheStats> {

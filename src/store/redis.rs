@@ -8,6 +8,10 @@
 //! - `Pg:<grant id>`     set of `a:<hex>` / `r:<hex>` members, for revoking a grant whole
 //! - `Preq:<id>`, `Psess:<sha256 hex>`, `Pcode:<sha256 hex>`  hash {r: JSON, used: at} with
 //!   their own expiry: pending authorization requests, login sessions, authorization codes
+//! - `Pci:<client id>`, `Pui:<username>`  sorted sets of access-token hashes scored by when
+//!   their record expires (+inf = never), pruned on every write: the admin token listing
+//! - `Pclient:<id>` client JSON, and `Pclients` the set of their ids: clients created through
+//!   the admin API
 //! - channel `Prevoked`  space-separated access-token hashes just revoked; every node drops
 //!   them from its cache on receipt.
 
@@ -21,6 +25,7 @@ use redis::{AsyncCommands, Script};
 use super::cache::TokenCache;
 use super::records::{CodeUse, RecordKind, ttl_millis};
 use super::{Retire, StoreError, keep_until};
+use crate::config::Client;
 use crate::token::{AccessEntry, AccessToken, RefreshEntry, RefreshToken, TokenHash, now_millis};
 
 /// A command that takes longer than this counts as "store unreachable" (503), rather than
@@ -139,6 +144,26 @@ impl RedisStore {
             .ignore();
         if let Some(until) = keep_until(access.expires_at) {
             pipe.cmd("PEXPIREAT").arg(&key).arg(until).ignore();
+        }
+        // Indexes for the admin listing; expired members are pruned on every write.
+        let score =
+            keep_until(access.expires_at).map_or_else(|| "+inf".to_owned(), |t| t.to_string());
+        let now = now_millis();
+        let mut index_keys = vec![format!("{}ci:{}", self.prefix, access.client_id)];
+        if let Some(user) = &access.username {
+            index_keys.push(format!("{}ui:{}", self.prefix, user));
+        }
+        for index in &index_keys {
+            pipe.cmd("ZADD")
+                .arg(index)
+                .arg(&score)
+                .arg(access_hash.to_hex())
+                .ignore();
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(index)
+                .arg("-inf")
+                .arg(format!("({now}"))
+                .ignore();
         }
         let grant = self.grant_key(&access.grant_id);
         pipe.sadd(&grant, format!("a:{}", access_hash.to_hex()))
@@ -308,6 +333,107 @@ impl RedisStore {
         })
     }
 
+    /// Access tokens of a client and/or user (both `None` = all, found by SCAN: admin only).
+    pub async fn access_tokens(
+        &self,
+        client_id: Option<&str>,
+        username: Option<&str>,
+    ) -> Result<Vec<(TokenHash, AccessEntry)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let now = now_millis();
+        let hexes: Vec<String> = match (client_id, username) {
+            (Some(c), _) => conn
+                .zrangebyscore(format!("{}ci:{}", self.prefix, c), now, "+inf")
+                .await
+                .map_err(unavailable)?,
+            (None, Some(u)) => conn
+                .zrangebyscore(format!("{}ui:{}", self.prefix, u), now, "+inf")
+                .await
+                .map_err(unavailable)?,
+            (None, None) => {
+                let pattern = format!("{}at:*", self.prefix);
+                let keys: Vec<String> = {
+                    let mut iter = conn
+                        .scan_match::<_, String>(&pattern)
+                        .await
+                        .map_err(unavailable)?;
+                    let mut keys = Vec::new();
+                    while let Some(k) = iter.next().await {
+                        keys.push(k.map_err(unavailable)?);
+                    }
+                    keys
+                };
+                let at = self.prefix.len() + 3;
+                keys.into_iter()
+                    .filter_map(|k| k.get(at..).map(str::to_owned))
+                    .collect()
+            }
+        };
+        let mut out = Vec::with_capacity(hexes.len());
+        for hex in hexes {
+            let Some(hash) = TokenHash::from_hex(&hex) else {
+                continue;
+            };
+            if let Some(entry) = self.get_access(&hash).await?
+                && username.is_none_or(|u| entry.token.username.as_deref() == Some(u))
+            {
+                out.push((hash, entry));
+            }
+        }
+        Ok(out)
+    }
+
+    fn client_key(&self, client_id: &str) -> String {
+        format!("{}client:{}", self.prefix, client_id)
+    }
+
+    pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        let json = serde_json::to_string(client).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.set(self.client_key(&client.client_id), json).ignore();
+        pipe.sadd(format!("{}clients", self.prefix), &client.client_id)
+            .ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = conn
+            .get(self.client_key(client_id))
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = conn
+            .del(self.client_key(client_id))
+            .await
+            .map_err(unavailable)?;
+        conn.srem::<_, _, ()>(format!("{}clients", self.prefix), client_id)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .smembers(format!("{}clients", self.prefix))
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(c) = self.get_client(&id).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::cmd("PING")
@@ -385,6 +511,7 @@ async fn follow(
                 let Some(msg) = msg else {
                     return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
                 };
+                cache.note_message();
                 for hex in String::from_utf8_lossy(msg.get_payload_bytes()).split(' ') {
                     if let Some(hash) = TokenHash::from_hex(hex) {
                         cache.invalidate(&hash);

@@ -94,6 +94,14 @@ impl Store {
 /// client `photoprint` and the user `alice`. Tests adjust the fields, or append TOML to
 /// `extra` (more clients, routes, scopes), before [`GatewayConfig::render`].
 pub struct GatewayConfig {
+    /// `[server] listen`: port 0 unless [`GatewayConfig::use_fixed_port`] picked one.
+    pub listen: String,
+    /// `[server] public_url`: a placeholder unless [`GatewayConfig::use_fixed_port`] made it
+    /// the real address (needed where a client follows absolute URLs built from it).
+    pub public_url: String,
+    /// The `[oauth]` keys, in order, as `key = value` with the value in TOML syntax; change
+    /// them with [`GatewayConfig::set_oauth`].
+    pub oauth: Vec<(String, String)>,
     pub store: String,
     pub upstream: String,
     pub dead_upstream: String,
@@ -116,19 +124,15 @@ pub struct GatewayConfig {
 /// with `strip_prefix = "/strip"`.
 const TEMPLATE: &str = r#"
 [server]
-listen = "127.0.0.1:0"
-public_url = "http://127.0.0.1:1"
+listen = "@LISTEN@"
+public_url = "@PUBLIC_URL@"
 shutdown_grace = "2s"
 
 [admin]
 listen = "127.0.0.1:0"
 
 @STORE@
-[oauth]
-path = "/oauth"
-access_token_ttl = "10m"
-refresh_token_ttl = "30d"
-authorization_code_ttl = "60s"
+@OAUTH@
 
 [[scopes]]
 name = "reports"
@@ -207,7 +211,19 @@ strip_prefix = "/strip"
 
 impl GatewayConfig {
     pub fn new(store: &Store, upstream: &str, creds: &Creds) -> GatewayConfig {
+        let oauth = [
+            ("path", "\"/oauth\""),
+            ("access_token_ttl", "\"10m\""),
+            ("refresh_token_ttl", "\"30d\""),
+            ("authorization_code_ttl", "\"60s\""),
+        ];
         GatewayConfig {
+            listen: "127.0.0.1:0".to_owned(),
+            public_url: "http://127.0.0.1:1".to_owned(),
+            oauth: oauth
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             store: store.toml(),
             upstream: upstream.to_owned(),
             dead_upstream: super::dead_port_url(),
@@ -219,7 +235,14 @@ impl GatewayConfig {
     }
 
     pub fn render(&self) -> String {
+        let mut oauth = String::from("[oauth]\n");
+        for (key, value) in &self.oauth {
+            oauth.push_str(&format!("{key} = {value}\n"));
+        }
         let mut toml = TEMPLATE
+            .replace("@LISTEN@", &self.listen)
+            .replace("@PUBLIC_URL@", &self.public_url)
+            .replace("@OAUTH@", &oauth)
             .replace("@STORE@", &self.store)
             .replace("@PASSWORD_HASH@", &self.password_hash)
             .replace("@SECRET_HASH@", &self.secret_hash)
@@ -228,6 +251,53 @@ impl GatewayConfig {
         toml.push('\n');
         toml.push_str(&self.extra);
         toml
+    }
+
+    /// Sets `[oauth] key` to the string `value` (replacing the template's value, if any).
+    pub fn set_oauth(&mut self, key: &str, value: &str) {
+        let value = format!("\"{value}\"");
+        match self.oauth.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.oauth.push((key.to_owned(), value)),
+        }
+    }
+
+    /// Makes the public listener bind a port picked now (free at this moment) and
+    /// `public_url` name it, so the URLs the gateway builds from `public_url` (metadata,
+    /// redirects) lead back to it.
+    pub fn use_fixed_port(&mut self) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        drop(listener);
+        self.listen = addr.to_string();
+        self.public_url = format!("http://{addr}");
+    }
+
+    /// Appends a `[[users]]` entry with the fixture's password (`alice`'s) and `scopes`.
+    pub fn add_user(&mut self, username: &str, scopes: &[&str]) {
+        self.extra.push_str(&format!(
+            "\n[[users]]\nusername = \"{username}\"\npassword_hash = \"{}\"\nscopes = [{}]\n",
+            self.password_hash,
+            toml_list(scopes)
+        ));
+    }
+
+    /// Appends a public client (no secret) with `redirect_uris`, `grants` and `scopes`.
+    pub fn add_public_client(
+        &mut self,
+        client_id: &str,
+        redirect_uris: &[&str],
+        grants: &[&str],
+        scopes: &[&str],
+    ) {
+        self.extra.push_str(&format!(
+            "\n[[clients]]\nclient_id = \"{client_id}\"\nname = \"{client_id}\"\nversion = \"1.0\"\n\
+             description = \"public test client {client_id}\"\ntype = \"public\"\n\
+             redirect_uris = [{}]\ngrants = [{}]\nscopes = [{}]\n",
+            toml_list(redirect_uris),
+            toml_list(grants),
+            toml_list(scopes)
+        ));
     }
 
     /// Appends a confidential client sharing the fixture's secret (see [`client_toml`]).
@@ -247,13 +317,7 @@ pub fn client_toml(
     scopes: &[&str],
     more: &str,
 ) -> String {
-    let list = |items: &[&str]| {
-        items
-            .iter()
-            .map(|i| format!("\"{i}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = toml_list;
     format!(
         "\n[[clients]]\nclient_id = \"{client_id}\"\nname = \"{client_id}\"\nversion = \"1.0\"\n\
          description = \"test client {client_id}\"\ntype = \"confidential\"\n{secret_line}\n\
@@ -261,4 +325,13 @@ pub fn client_toml(
         list(grants),
         list(scopes)
     )
+}
+
+/// `"a", "b"`: the inside of a TOML array of strings.
+pub fn toml_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

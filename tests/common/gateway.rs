@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -132,6 +133,41 @@ impl Gateway {
                 panic!("secret #{i} appears in log line {line} of {}", logs.len());
             }
         }
+    }
+
+    /// The process id (for signals sent by the test).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The `gateway.toml` the process runs on; tests edit it to exercise reload.
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("gateway.toml")
+    }
+
+    /// Sends `kill -<signal>` (`"HUP"`, `"TERM"`, `"INT"`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{signal}: {e}"));
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits up to `within` for the process to exit on its own (then joins the log readers);
+    /// `None` if it is still running.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let child = &mut self.child;
+        let status = poll(within, || {
+            let exited = child.try_wait().ok().flatten();
+            async move { exited }
+        })
+        .await?;
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Some(status)
     }
 
     /// SIGKILL, then reap.

@@ -7,23 +7,45 @@
 //! - `redis_server.rs`: a private `redis-server` that can be stopped and started again.
 //! - `upstream.rs`: a hyper server that records every request it receives.
 //! - `client.rs`: small HTTP helpers (hyper client, and raw TCP for verbatim request lines).
+//! - `admin.rs`: the admin API with an ops client's `admin` token; `/metrics` parsing.
+//! - `tls.rs`: test certificates (openssl CLI), an HTTPS client reporting ALPN, a TLS upstream.
 //! - `config.rs`: renders a typical `gateway.toml`; credentials and store sections.
+//! - `oauth.rs`: a user agent for the login and consent pages (cookie jar), PKCE, redirect
+//!   parsing, and the clients the authorization tests register.
+//! - `html.rs`: a small HTML form parser and the headers every page must carry.
+//! - `webdriver.rs`: a minimal W3C WebDriver client driving headless Chromium.
 //! - this file: the [`Fixture`] that ties them together, polling and assertion helpers.
 
 // Every test file compiles this module on its own and uses a different part of it.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+mod admin;
 mod client;
 mod config;
 mod gateway;
+mod html;
+mod oauth;
 mod redis_server;
+mod tls;
 mod upstream;
+mod webdriver;
 
+pub use admin::{
+    Admin, Metrics, OPS_CLIENT, Sample, add_ops_client, admin_call, admin_fixture, admin_token,
+    metrics,
+};
 pub use client::{Resp, basic_auth, get, post_form, raw, raw_get, send};
-pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml};
+pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
 pub use gateway::Gateway;
+pub use html::{Element, Form, assert_html_page, html_unescape};
+pub use oauth::{
+    Agent, CookieJar, Pkce, add_auth_clients, authorize_query, code_params, cookie_attributes,
+    exchange_code, fragment_params, location, query_params, set_cookie_line, without_query,
+};
 pub use redis_server::Redis;
+pub use tls::{Leaf, TestCa, TlsExchange, TlsUpstream, client_config, https_request, load_certs};
 pub use upstream::{Recorded, Upstream, dead_port_url};
+pub use webdriver::{Chromedriver, WebDriver};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -137,6 +159,9 @@ pub struct Fixture {
     pub up: Upstream,
     pub store: Store,
     pub creds: Creds,
+    /// The rendered config and environment `gw` runs on (for [`Fixture::start_node`]).
+    pub config: String,
+    pub env: Vec<(String, String)>,
 }
 
 impl Fixture {
@@ -150,13 +175,27 @@ impl Fixture {
         let creds = Creds::random();
         let mut config = GatewayConfig::new(&store, &up.url(), &creds);
         tweak(&mut config);
-        let gw = Gateway::start(&config.render(), &config.env).await;
+        let rendered = config.render();
+        let gw = Gateway::start(&rendered, &config.env).await;
         Fixture {
             gw,
             up,
             store,
             creds,
+            config: rendered,
+            env: config.env,
         }
+    }
+
+    /// Another gateway node on the same config (same store, clients, users, upstream).
+    /// Only meaningful with the Redis store, which the nodes then share. The config must
+    /// listen on port 0 (not [`GatewayConfig::use_fixed_port`]).
+    pub async fn start_node(&self) -> Gateway {
+        assert!(
+            self.store.is_redis(),
+            "a second node needs the shared Redis store"
+        );
+        Gateway::start(&self.config, &self.env).await
     }
 
     pub fn url(&self, path: &str) -> String {

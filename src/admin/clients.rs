@@ -1,0 +1,351 @@
+//! `/admin/clients`: the client registry. Clients from `gateway.toml` are listed read-only;
+//! clients created here live in the token store, are usable on every node at once, and lose
+//! their tokens when deleted.
+
+use std::collections::HashSet;
+
+use base64::Engine;
+use hyper::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::{AdminError, AdminResult};
+use crate::config::values::{format_duration, parse_lifetime};
+use crate::config::{
+    ADMIN_SCOPE, Client, ClientType, Grant, RefreshCount, check_redirect_uri, is_client_id,
+};
+use crate::error::json as json_response;
+use crate::gateway::Gateway;
+
+const KEYS: [&str; 10] = [
+    "client_id",
+    "name",
+    "version",
+    "description",
+    "type",
+    "redirect_uris",
+    "grants",
+    "scopes",
+    "access_token_ttl",
+    "refresh_count",
+];
+
+/// The API's view of a client (never its secret).
+pub fn view(c: &Client, source: &str) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "name": c.name,
+        "version": c.version,
+        "description": c.description,
+        "type": match c.kind { ClientType::Confidential => "confidential", ClientType::Public => "public" },
+        "redirect_uris": c.redirect_uris,
+        "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scopes": c.scopes,
+        "access_token_ttl": c.access_token_ttl.map_or_else(|| "never".to_owned(), format_duration),
+        "refresh_count": match c.refresh_count {
+            RefreshCount::Unlimited => json!("unlimited"),
+            RefreshCount::Limited(n) => json!(n),
+        },
+        "source": source,
+    })
+}
+
+/// Every client, file first; a store client shadowed by a file client is not listed.
+async fn all(gateway: &Gateway) -> Result<Vec<(Client, &'static str)>, AdminError> {
+    let rt = gateway.runtime();
+    let mut out: Vec<(Client, &'static str)> = rt
+        .config
+        .clients
+        .iter()
+        .map(|c| (c.clone(), "file"))
+        .collect();
+    let mut stored = gateway.store().list_clients().await?;
+    stored.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    for c in stored {
+        if rt.config.client(&c.client_id).is_none() {
+            out.push((c, "store"));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn list(gateway: &Gateway) -> AdminResult {
+    let clients: Vec<Value> = all(gateway)
+        .await?
+        .iter()
+        .map(|(c, s)| view(c, s))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "clients": clients }),
+    ))
+}
+
+pub async fn show(gateway: &Gateway, id: &str) -> AdminResult {
+    let rt = gateway.runtime();
+    if let Some(c) = rt.config.client(id) {
+        return Ok(json_response(StatusCode::OK, &view(c, "file")));
+    }
+    match gateway.store().get_client(id).await? {
+        Some(c) => Ok(json_response(StatusCode::OK, &view(&c, "store"))),
+        None => Err(AdminError::not_found(format!("no client {id:?}"))),
+    }
+}
+
+pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
+    let rt = gateway.runtime();
+    let mut client = Client {
+        client_id: String::new(),
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+        kind: ClientType::Confidential,
+        secret_hash: None,
+        redirect_uris: Vec::new(),
+        grants: Vec::new(),
+        scopes: rt.config.scopes.iter().map(|s| s.name.clone()).collect(),
+        access_token_ttl: rt.config.oauth.access_token_ttl,
+        refresh_count: RefreshCount::Unlimited,
+    };
+    let grants_given = body.contains_key("grants");
+    apply(&mut client, &body, &rt.config)?;
+    if client.name.is_empty() {
+        return Err(AdminError::bad_request("`name` is required"));
+    }
+    if !grants_given {
+        client.grants = match client.kind {
+            ClientType::Public => vec![Grant::AuthorizationCode, Grant::RefreshToken],
+            ClientType::Confidential => vec![Grant::ClientCredentials],
+        };
+    }
+    if client.client_id.is_empty() {
+        client.client_id = format!("c-{}", random_hex(10));
+    }
+    check(&client)?;
+    ensure_unique(gateway, &client, None).await?;
+    let secret = match client.kind {
+        ClientType::Confidential => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| AdminError::bad_request(e.to_string()))?;
+            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            let plain = secret.clone();
+            let hash = tokio::task::spawn_blocking(move || crate::secret::hash(&plain))
+                .await
+                .map_err(|e| AdminError::bad_request(e.to_string()))?
+                .map_err(AdminError::bad_request)?;
+            client.secret_hash = Some(hash);
+            Some(secret)
+        }
+        ClientType::Public => None,
+    };
+    gateway.store().put_client(&client).await?;
+    tracing::info!(client_id = %client.client_id, name = %client.name, "client created through the admin API");
+    let mut out = view(&client, "store");
+    if let (Some(secret), Value::Object(map)) = (secret, &mut out) {
+        map.insert("client_secret".into(), secret.into());
+    }
+    Ok(json_response(StatusCode::CREATED, &out))
+}
+
+pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> AdminResult {
+    let rt = gateway.runtime();
+    if rt.config.client(id).is_some() {
+        return Err(AdminError::conflict(
+            "this client is defined in gateway.toml; change it there",
+        ));
+    }
+    let Some(mut client) = gateway.store().get_client(id).await? else {
+        return Err(AdminError::not_found(format!("no client {id:?}")));
+    };
+    for key in ["client_id", "name"] {
+        if let Some(v) = body.get(key)
+            && v.as_str()
+                != Some(if key == "name" {
+                    client.name.as_str()
+                } else {
+                    id
+                })
+        {
+            return Err(AdminError::bad_request(format!(
+                "`{key}` cannot be changed"
+            )));
+        }
+    }
+    let was_public = client.kind == ClientType::Public;
+    apply(&mut client, &body, &rt.config)?;
+    if was_public != (client.kind == ClientType::Public) {
+        return Err(AdminError::bad_request(
+            "`type` cannot be changed; create a new client",
+        ));
+    }
+    check(&client)?;
+    ensure_unique(gateway, &client, Some(id)).await?;
+    gateway.store().put_client(&client).await?;
+    Ok(json_response(StatusCode::OK, &view(&client, "store")))
+}
+
+pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
+    if gateway.runtime().config.client(id).is_some() {
+        return Err(AdminError::conflict(
+            "this client is defined in gateway.toml; remove it there",
+        ));
+    }
+    if !gateway.store().delete_client(id).await? {
+        return Err(AdminError::not_found(format!("no client {id:?}")));
+    }
+    let revoked = gateway.store().revoke_all_of(Some(id), None).await?;
+    tracing::info!(client_id = %id, revoked, "client deleted through the admin API; its tokens are revoked");
+    Ok(crate::admin::tokens::no_content())
+}
+
+/// Copies the JSON fields onto `client`, checking each value's type and grammar.
+fn apply(
+    client: &mut Client,
+    body: &Map<String, Value>,
+    config: &crate::config::Config,
+) -> Result<(), AdminError> {
+    let bad = |key: &str, want: &str| AdminError::bad_request(format!("`{key}` must be {want}"));
+    for (key, value) in body {
+        match key.as_str() {
+            "client_id" | "name" | "version" | "description" => {
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| bad(key, "a string"))?
+                    .to_owned();
+                match key.as_str() {
+                    "client_id" => client.client_id = s,
+                    "name" => client.name = s,
+                    "version" => client.version = s,
+                    _ => client.description = s,
+                }
+            }
+            "type" => {
+                client.kind = match value.as_str() {
+                    Some("confidential") => ClientType::Confidential,
+                    Some("public") => ClientType::Public,
+                    _ => return Err(bad(key, "\"confidential\" or \"public\"")),
+                }
+            }
+            "redirect_uris" | "grants" | "scopes" => {
+                let list = string_list(value).ok_or_else(|| bad(key, "a list of strings"))?;
+                match key.as_str() {
+                    "redirect_uris" => client.redirect_uris = list,
+                    "grants" => {
+                        client.grants = list
+                            .iter()
+                            .map(|g| {
+                                Grant::parse(g).ok_or_else(|| {
+                                    AdminError::bad_request(format!("unknown grant {g:?}"))
+                                })
+                            })
+                            .collect::<Result<_, _>>()?;
+                    }
+                    _ => {
+                        let known: HashSet<&str> =
+                            config.scopes.iter().map(|s| s.name.as_str()).collect();
+                        if let Some(s) = list
+                            .iter()
+                            .find(|s| s.as_str() != ADMIN_SCOPE && !known.contains(s.as_str()))
+                        {
+                            return Err(AdminError::new(
+                                StatusCode::BAD_REQUEST,
+                                "invalid_scope",
+                                format!("unknown scope {s:?}"),
+                            ));
+                        }
+                        client.scopes = list;
+                    }
+                }
+            }
+            "access_token_ttl" => {
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| bad(key, "a duration like \"10m\" or \"never\""))?;
+                client.access_token_ttl = match parse_lifetime(s) {
+                    Ok(Some(d)) if d.is_zero() => return Err(bad(key, "more than 0")),
+                    Ok(l) => l,
+                    Err(e) => return Err(AdminError::bad_request(e)),
+                };
+            }
+            "refresh_count" => {
+                client.refresh_count = match value {
+                    Value::String(s) if s == "unlimited" => RefreshCount::Unlimited,
+                    Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                        Some(n) => RefreshCount::Limited(n),
+                        None => return Err(bad(key, "\"unlimited\" or a whole number >= 0")),
+                    },
+                    _ => return Err(bad(key, "\"unlimited\" or a whole number >= 0")),
+                };
+            }
+            other => {
+                return Err(AdminError::bad_request(format!(
+                    "unknown key `{other}` (accepted: {})",
+                    KEYS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The same rules `gateway.toml` clients follow.
+fn check(c: &Client) -> Result<(), AdminError> {
+    if !is_client_id(&c.client_id) {
+        return Err(AdminError::bad_request(
+            "client_id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -",
+        ));
+    }
+    if c.kind == ClientType::Public && c.allows_grant(Grant::ClientCredentials) {
+        return Err(AdminError::bad_request(
+            "a public client cannot use client_credentials",
+        ));
+    }
+    for uri in &c.redirect_uris {
+        check_redirect_uri(uri).map_err(AdminError::bad_request)?;
+    }
+    let redirecting = c.allows_grant(Grant::AuthorizationCode) || c.allows_grant(Grant::Implicit);
+    if redirecting && c.redirect_uris.is_empty() {
+        return Err(AdminError::bad_request(
+            "grants authorization_code and implicit need redirect_uris",
+        ));
+    }
+    Ok(())
+}
+
+/// client_id unique, and name (case-insensitive) + version unique, across file and store.
+async fn ensure_unique(
+    gateway: &Gateway,
+    c: &Client,
+    updating: Option<&str>,
+) -> Result<(), AdminError> {
+    for (other, _) in all(gateway).await? {
+        if Some(other.client_id.as_str()) == updating {
+            continue;
+        }
+        if other.client_id == c.client_id {
+            return Err(AdminError::conflict(format!(
+                "client_id {:?} is taken",
+                c.client_id
+            )));
+        }
+        if other.name.to_lowercase() == c.name.to_lowercase() && other.version == c.version {
+            return Err(AdminError::conflict(format!(
+                "a client named {:?} version {:?} exists already",
+                c.name, c.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn string_list(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random generator failed");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,182 @@
+//! The admin listener: health, readiness, metrics, and the admin API (SPEC §7). Never served
+//! on the public port. Everything under `/admin/` needs a bearer token carrying the built-in
+//! `admin` scope, issued by this Tollgate.
+
+mod clients;
+mod explain;
+mod tokens;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::auth::{self, Credentials};
+use crate::config::ADMIN_SCOPE;
+use crate::error::{Body, GatewayError, full, json as json_response, json_error};
+use crate::gateway::Gateway;
+
+/// Largest JSON body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Why an admin request failed; rendered as `{"error", "error_description"}`.
+#[derive(Debug)]
+pub struct AdminError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+}
+
+impl AdminError {
+    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        AdminError {
+            status,
+            code,
+            description: description.into(),
+        }
+    }
+    pub fn bad_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    pub fn not_found(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", d)
+    }
+    pub fn conflict(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", d)
+    }
+    fn into_response(self) -> Response<Body> {
+        json_error(self.status, self.code, &self.description)
+    }
+}
+
+impl From<crate::store::StoreError> for AdminError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AdminError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            e.to_string(),
+        )
+    }
+}
+
+impl From<crate::error::OAuthError> for AdminError {
+    fn from(e: crate::error::OAuthError) -> Self {
+        AdminError::new(e.status, e.code, e.description)
+    }
+}
+
+pub type AdminResult = Result<Response<Body>, AdminError>;
+
+pub async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => {
+            json_response(StatusCode::OK, &json!({"status": "ok"}))
+        }
+        (&Method::GET | &Method::HEAD, "/readyz") => match gateway.store().ping().await {
+            Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Err(e) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "error": e.to_string()}),
+            ),
+        },
+        (&Method::GET, "/metrics") => metrics(gateway),
+        (_, p) if p == "/admin" || p.starts_with("/admin/") => {
+            if let Err(e) = authorize(gateway, &req).await {
+                return e.into_response();
+            }
+            api(gateway, req, &path)
+                .await
+                .unwrap_or_else(AdminError::into_response)
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+    }
+}
+
+fn metrics(gateway: &Gateway) -> Response<Body> {
+    let cache = gateway.store().cache_stats();
+    let messages = cache.map_or(0, |c| c.messages);
+    let mut resp = Response::new(full(gateway.metrics().render(cache, messages)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// A valid token of this Tollgate that carries the `admin` scope.
+async fn authorize(
+    gateway: &Gateway,
+    req: &Request<hyper::body::Incoming>,
+) -> Result<(), GatewayError> {
+    let token = match auth::credentials(req.headers()) {
+        Credentials::Missing => return Err(GatewayError::NoCredentials),
+        Credentials::Malformed => return Err(GatewayError::MalformedAuthorization),
+        Credentials::Bearer(token) => token,
+    };
+    let entry = auth::validate(gateway.store(), token).await?;
+    if entry.token.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        Ok(())
+    } else {
+        Err(GatewayError::InsufficientScope {
+            scopes: ADMIN_SCOPE.to_owned(),
+        })
+    }
+}
+
+async fn api(gateway: &Gateway, req: Request<hyper::body::Incoming>, path: &str) -> AdminResult {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["clients"]) => clients::list(gateway).await,
+        (&Method::POST, ["clients"]) => clients::create(gateway, read_json(req).await?).await,
+        (&Method::GET, ["clients", id]) => clients::show(gateway, id).await,
+        (&Method::PATCH, ["clients", id]) => {
+            let id = (*id).to_owned();
+            clients::update(gateway, &id, read_json(req).await?).await
+        }
+        (&Method::DELETE, ["clients", id]) => clients::delete(gateway, id).await,
+        (&Method::GET, ["tokens"]) => tokens::list(gateway, req.uri().query()).await,
+        (&Method::POST, ["tokens"]) => tokens::issue(gateway, read_json(req).await?).await,
+        (&Method::DELETE, ["tokens", id]) => tokens::delete(gateway, id).await,
+        (&Method::GET, ["explain"]) => Ok(explain::explain(gateway, &req).await),
+        (&Method::POST, ["reload"]) => reload(gateway).await,
+        (_, ["clients" | "tokens" | "explain" | "reload", ..]) => Err(AdminError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            format!("{method} is not allowed here"),
+        )),
+        _ => Err(AdminError::not_found("no such admin endpoint")),
+    }
+}
+
+async fn reload(gateway: &Gateway) -> AdminResult {
+    match gateway.reload_from_disk().await {
+        Ok(()) => Ok(json_response(StatusCode::OK, &json!({"reloaded": true}))),
+        Err(e) => Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({
+                "error": "invalid_config",
+                "error_description": e.0.join("\n"),
+                "errors": e.0,
+            }),
+        )),
+    }
+}
+
+/// The request body as a JSON object.
+async fn read_json(
+    req: Request<hyper::body::Incoming>,
+) -> Result<serde_json::Map<String, Value>, AdminError> {
+    let body: Bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| AdminError::bad_request("body too large or unreadable"))?
+        .to_bytes();
+    match serde_json::from_slice(&body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AdminError::bad_request("body must be a JSON object")),
+        Err(e) => Err(AdminError::bad_request(format!("invalid JSON: {e}"))),
+    }
+}

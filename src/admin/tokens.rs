@@ -1,0 +1,151 @@
+//! `/admin/tokens`: list access tokens (by handle, never by text), issue one for a client,
+//! and revoke one with its refresh token.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use hyper::{Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::{AdminError, AdminResult};
+use crate::config::RefreshCount;
+use crate::error::{Body, full, json as json_response};
+use crate::gateway::Gateway;
+use crate::oauth::issue::{self, TokenResponse, resolve_scopes};
+use crate::oauth::rfc3339;
+use crate::token::{TokenHash, now_millis};
+
+const DEFAULT_DAYS: u64 = 30;
+const MAX_DAYS: u64 = 36_500;
+
+pub fn no_content() -> Response<Body> {
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+pub async fn list(gateway: &Gateway, query: Option<&str>) -> AdminResult {
+    let mut client_id = None;
+    let mut username = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "client_id" if !v.is_empty() => client_id = Some(v.into_owned()),
+            "username" if !v.is_empty() => username = Some(v.into_owned()),
+            "client_id" | "username" => {}
+            other => {
+                return Err(AdminError::bad_request(format!(
+                    "unknown parameter `{other}`"
+                )));
+            }
+        }
+    }
+    let store = gateway.store();
+    let mut found = store
+        .access_tokens(client_id.as_deref(), username.as_deref())
+        .await?;
+    found.retain(|(_, e)| !e.revoked);
+    found.sort_by_key(|(_, e)| e.token.issued_at);
+    let now = now_millis();
+    let rt = gateway.runtime();
+    let mut tokens = Vec::with_capacity(found.len());
+    for (hash, entry) in found {
+        let t = &entry.token;
+        let client = match rt.config.client(&t.client_id) {
+            Some(c) => Some(Cow::Borrowed(c)),
+            None => store.get_client(&t.client_id).await?.map(Cow::Owned),
+        };
+        let refreshes_left = match client.map(|c| c.refresh_count) {
+            Some(RefreshCount::Limited(n)) => json!(n.saturating_sub(t.refreshes_used)),
+            _ => Value::Null,
+        };
+        tokens.push(json!({
+            "id": hash.to_hex(),
+            "client_id": t.client_id,
+            "username": t.username,
+            "scope": t.scope_string(),
+            "issued_at": rfc3339(t.issued_at),
+            "expires_at": t.expires_at.map(rfc3339),
+            "expired": t.is_expired(now),
+            "refreshes_left": refreshes_left,
+        }));
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "tokens": tokens })))
+}
+
+pub async fn issue(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
+    for key in body.keys() {
+        if !matches!(key.as_str(), "client_id" | "scope" | "days") {
+            return Err(AdminError::bad_request(format!(
+                "unknown key `{key}` (accepted: client_id, scope, days)"
+            )));
+        }
+    }
+    let client_id = body
+        .get("client_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AdminError::bad_request("`client_id` (a string) is required"))?;
+    let days = match body.get("days") {
+        None => DEFAULT_DAYS,
+        Some(v) => v
+            .as_u64()
+            .filter(|d| (1..=MAX_DAYS).contains(d))
+            .ok_or_else(|| {
+                AdminError::bad_request(format!(
+                    "`days` must be a whole number from 1 to {MAX_DAYS}"
+                ))
+            })?,
+    };
+    let scope = match body.get("scope") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(AdminError::bad_request(
+                "`scope` must be a space-separated string",
+            ));
+        }
+    };
+    let rt = gateway.runtime();
+    let mut client = match rt.config.client(client_id) {
+        Some(c) => c.clone(),
+        None => gateway
+            .store()
+            .get_client(client_id)
+            .await?
+            .ok_or_else(|| AdminError::bad_request(format!("no client {client_id:?}")))?,
+    };
+    let scopes = resolve_scopes(scope, &client.scopes)?;
+    // The lifetime asked for here, not the client's usual one.
+    client.access_token_ttl = Some(Duration::from_secs(days * 86_400));
+    let issued = issue::issue(
+        gateway.store(),
+        &rt.config.oauth,
+        issue::Request {
+            client: &client,
+            username: None,
+            scopes,
+            grant_id: None,
+            refreshes_used: 0,
+            refreshable: false,
+            grant: "admin",
+        },
+    )
+    .await?;
+    tracing::info!(client_id, days, "token issued through the admin API");
+    let mut resp = json_response(StatusCode::CREATED, &TokenResponse::from(issued));
+    resp = crate::error::no_store(resp);
+    Ok(resp)
+}
+
+pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
+    let hash =
+        TokenHash::from_hex(id).ok_or_else(|| AdminError::not_found(format!("no token {id:?}")))?;
+    let store = gateway.store();
+    let Some(entry) = store.lookup_access(&hash).await? else {
+        return Err(AdminError::not_found(format!("no token {id:?}")));
+    };
+    // Its grant holds the refresh token issued with it; revoking the grant takes both.
+    store.revoke_access(&hash).await?;
+    store.revoke_grant(&entry.token.grant_id).await?;
+    tracing::info!(client_id = %entry.token.client_id, "token revoked through the admin API");
+    Ok(no_content())
+}
