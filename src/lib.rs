@@ -18,10 +18,12 @@
 //! | [`throttle`] | slowing down password and secret guessing (429) |
 //! | [`admin`] | the admin listener: health, metrics, the admin API |
 //! | [`metrics`] | Prometheus counters and histograms |
+//! | [`cli`] | the ops commands (`tollgate clients|tokens|explain`), a client of the admin API |
 //! | [`error`] | every error → status code, challenge and JSON body |
 
 pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;

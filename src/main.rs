@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use tollgate::cli;
 use tollgate::config::Config;
 use tollgate::server::{self, Listeners};
 
@@ -22,6 +23,27 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Admin commands: the admin listener's URL (default: http:// + [admin].listen of --config).
+    #[arg(long, env = "TOLLGATE_ADMIN_URL")]
+    admin_url: Option<String>,
+    /// Admin commands: an access token with the `admin` scope.
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Admin commands: get the token with this client's credentials instead (scope admin).
+    #[arg(long = "client-id", env = "TOLLGATE_CLIENT_ID")]
+    admin_client_id: Option<String>,
+    #[arg(
+        long = "client-secret",
+        env = "TOLLGATE_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    admin_client_secret: Option<String>,
+    /// Admin commands: Tollgate's public URL, for the token endpoint (default: [server].public_url).
+    #[arg(long, env = "TOLLGATE_URL")]
+    url: Option<String>,
+    /// Admin commands: print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -40,18 +62,212 @@ enum Command {
     Check,
     /// Read a secret or password on stdin and print its argon2id PHC string.
     HashSecret,
+    /// Manage clients through the admin API.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage tokens through the admin API.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Ask the gateway why it would allow or refuse a token on a method and path.
+    Explain {
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        /// The token to explain.
+        #[arg(long)]
+        explain_token: String,
+    },
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing would only add noise
+enum ClientsCommand {
+    /// List every client (file and admin-created).
+    List,
+    /// Show one client.
+    Show { client_id: String },
+    /// Register a client; a confidential client's secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// confidential | public
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// e.g. 10m, or never
+        #[arg(long)]
+        access_token_ttl: Option<String>,
+        /// N, or unlimited
+        #[arg(long)]
+        refresh_count: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Delete a client and revoke its tokens.
+    Delete { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// List access tokens, optionally of one client or user.
+    List {
+        #[arg(long)]
+        client_id: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Issue an access token for a client.
+    Issue {
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        days: Option<u64>,
+    },
+    /// Revoke a token (by the id `tokens list` shows) and its refresh token.
+    Revoke { id: String },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    let mut cli = Cli::parse();
+    match cli.command.take().unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
         Command::HashSecret => report(hash_secret()),
         Command::Run => {
             init_logging(cli.log_format);
             report(serve(cli.config))
         }
+        Command::Clients(c) => report(admin(&cli, clients_command(c))),
+        Command::Tokens(t) => report(admin(&cli, tokens_command(t))),
+        Command::Explain {
+            method,
+            path,
+            explain_token,
+        } => report(admin(
+            &cli,
+            cli::Command::Explain {
+                method,
+                path,
+                token: explain_token,
+            },
+        )),
     }
+}
+
+fn clients_command(c: ClientsCommand) -> cli::Command {
+    match c {
+        ClientsCommand::List => cli::Command::ClientsList,
+        ClientsCommand::Show { client_id } => cli::Command::ClientsShow(client_id),
+        ClientsCommand::Delete { client_id } => cli::Command::ClientsDelete(client_id),
+        ClientsCommand::Create {
+            name,
+            version,
+            description,
+            kind,
+            grants,
+            scopes,
+            redirect_uris,
+            access_token_ttl,
+            refresh_count,
+            client_id,
+        } => {
+            let mut f = serde_json::Map::new();
+            f.insert("name".into(), name.into());
+            let strings = [
+                ("version", version),
+                ("description", description),
+                ("type", kind),
+                ("access_token_ttl", access_token_ttl),
+                ("client_id", client_id),
+            ];
+            for (key, value) in strings {
+                if let Some(v) = value {
+                    f.insert(key.into(), v.into());
+                }
+            }
+            for (key, list) in [
+                ("grants", grants),
+                ("scopes", scopes),
+                ("redirect_uris", redirect_uris),
+            ] {
+                if !list.is_empty() {
+                    f.insert(key.into(), list.into());
+                }
+            }
+            if let Some(n) = refresh_count {
+                let value = n.parse::<u64>().map_or_else(|_| n.into(), Into::into);
+                f.insert("refresh_count".into(), value);
+            }
+            cli::Command::ClientsCreate(f)
+        }
+    }
+}
+
+fn tokens_command(t: TokensCommand) -> cli::Command {
+    match t {
+        TokensCommand::List {
+            client_id,
+            username,
+        } => cli::Command::TokensList {
+            client_id,
+            username,
+        },
+        TokensCommand::Issue {
+            client_id,
+            scope,
+            days,
+        } => cli::Command::TokensIssue {
+            client_id,
+            scope,
+            days,
+        },
+        TokensCommand::Revoke { id } => cli::Command::TokensRevoke(id),
+    }
+}
+
+/// Runs an admin command; URLs not given come from the config file when it can be read.
+fn admin(cli: &Cli, command: cli::Command) -> anyhow::Result<()> {
+    let config = Config::load(&cli.config).ok();
+    let admin_url = cli
+        .admin_url
+        .clone()
+        .or_else(|| {
+            config
+                .as_ref()
+                .map(|c| format!("http://{}", c.admin.listen))
+        })
+        .context("no admin URL: give --admin-url (TOLLGATE_ADMIN_URL) or a readable --config")?;
+    let target = cli::Target {
+        admin_url,
+        token: cli.token.clone(),
+        client_id: cli.admin_client_id.clone(),
+        client_secret: cli.admin_client_secret.clone(),
+        public_url: cli
+            .url
+            .clone()
+            .or_else(|| config.as_ref().map(|c| c.server.public_url.clone())),
+        oauth_path: config
+            .as_ref()
+            .map_or_else(|| "/oauth".to_owned(), |c| c.oauth.path.clone()),
+        json: cli.json,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(cli::run(&target, command))?;
+    Ok(())
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -1,0 +1,417 @@
+//! `tollgate clients …`, `tollgate tokens …`, `tollgate explain`: the ops CLI, a client of the
+//! admin API. Prints tables for people and the API's JSON with `--json`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value, json};
+
+/// How to reach and authenticate to the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// e.g. `http://127.0.0.1:9090`
+    pub admin_url: String,
+    /// An access token with the `admin` scope…
+    pub token: Option<String>,
+    /// …or client credentials to get one from `public_url`'s token endpoint.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub public_url: Option<String>,
+    pub oauth_path: String,
+    pub json: bool,
+}
+
+/// An admin command.
+#[derive(Debug, Clone)]
+pub enum Command {
+    ClientsList,
+    ClientsShow(String),
+    ClientsCreate(Map<String, Value>),
+    ClientsDelete(String),
+    TokensList {
+        client_id: Option<String>,
+        username: Option<String>,
+    },
+    TokensIssue {
+        client_id: String,
+        scope: Option<String>,
+        days: Option<u64>,
+    },
+    TokensRevoke(String),
+    Explain {
+        method: String,
+        path: String,
+        token: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{status}: {message}")]
+    Api { status: StatusCode, message: String },
+}
+
+type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+fn http_client() -> Result<HttpClient, CliError> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| CliError::Usage(format!("loading the system's CA certificates: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+async fn send(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Value), CliError> {
+    let url = req.uri().to_string();
+    let unreachable = |reason: String| CliError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+    };
+    Ok((status, value))
+}
+
+fn api_error(status: StatusCode, body: &Value) -> CliError {
+    let message = match (
+        body.get("error").and_then(Value::as_str),
+        body.get("error_description").and_then(Value::as_str),
+    ) {
+        (Some(e), Some(d)) => format!("{e}: {d}"),
+        (Some(e), None) => e.to_owned(),
+        _ => body.to_string(),
+    };
+    CliError::Api { status, message }
+}
+
+/// The admin token: given, or fetched with client credentials (scope `admin`).
+async fn admin_token(client: &HttpClient, t: &Target) -> Result<String, CliError> {
+    if let Some(token) = &t.token {
+        return Ok(token.clone());
+    }
+    let (Some(id), Some(secret), Some(url)) = (&t.client_id, &t.client_secret, &t.public_url)
+    else {
+        return Err(CliError::Usage(
+            "no admin credentials: give --token (TOLLGATE_ADMIN_TOKEN), or --client-id, --client-secret and --url (TOLLGATE_CLIENT_ID, TOLLGATE_CLIENT_SECRET, TOLLGATE_URL)".into(),
+        ));
+    };
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("scope", crate::config::ADMIN_SCOPE)
+        .append_pair("client_id", id)
+        .append_pair("client_secret", secret)
+        .finish();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!(
+            "{}{}/token",
+            url.trim_end_matches('/'),
+            t.oauth_path
+        ))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form)))
+        .map_err(|e| CliError::Usage(format!("bad --url: {e}")))?;
+    let (status, body) = send(client, req).await?;
+    if !status.is_success() {
+        return Err(api_error(status, &body));
+    }
+    body.get("access_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            CliError::Usage("the token endpoint answered without an access_token".into())
+        })
+}
+
+/// Runs one command and prints its result.
+pub async fn run(t: &Target, cmd: Command) -> Result<(), CliError> {
+    let client = http_client()?;
+    let token = admin_token(&client, t).await?;
+    let base = t.admin_url.trim_end_matches('/');
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let (method, path, body, explain_token): (Method, String, Option<Value>, Option<String>) =
+        match &cmd {
+            Command::ClientsList => (Method::GET, "/admin/clients".into(), None, None),
+            Command::ClientsShow(id) => (
+                Method::GET,
+                format!("/admin/clients/{}", enc(id)),
+                None,
+                None,
+            ),
+            Command::ClientsCreate(fields) => (
+                Method::POST,
+                "/admin/clients".into(),
+                Some(Value::Object(fields.clone())),
+                None,
+            ),
+            Command::ClientsDelete(id) => (
+                Method::DELETE,
+                format!("/admin/clients/{}", enc(id)),
+                None,
+                None,
+            ),
+            Command::TokensList {
+                client_id,
+                username,
+            } => {
+                let mut q = form_urlencoded::Serializer::new(String::new());
+                if let Some(c) = client_id {
+                    q.append_pair("client_id", c);
+                }
+                if let Some(u) = username {
+                    q.append_pair("username", u);
+                }
+                (
+                    Method::GET,
+                    format!("/admin/tokens?{}", q.finish()),
+                    None,
+                    None,
+                )
+            }
+            Command::TokensIssue {
+                client_id,
+                scope,
+                days,
+            } => {
+                let mut b = json!({ "client_id": client_id });
+                if let Some(s) = scope {
+                    b["scope"] = json!(s);
+                }
+                if let Some(d) = days {
+                    b["days"] = json!(d);
+                }
+                (Method::POST, "/admin/tokens".into(), Some(b), None)
+            }
+            Command::TokensRevoke(id) => (
+                Method::DELETE,
+                format!("/admin/tokens/{}", enc(id)),
+                None,
+                None,
+            ),
+            Command::Explain {
+                method,
+                path,
+                token,
+            } => {
+                let q = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("method", method)
+                    .append_pair("path", path)
+                    .finish();
+                (
+                    Method::GET,
+                    format!("/admin/explain?{q}"),
+                    None,
+                    Some(token.clone()),
+                )
+            }
+        };
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
+    let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        CliError::Usage("the admin token has characters a header cannot carry".into())
+    })?;
+    req = req.header(AUTHORIZATION, auth);
+    if let Some(x) = &explain_token {
+        req = req.header("x-explain-token", x.as_str());
+    }
+    let payload = match &body {
+        Some(b) => {
+            req = req.header(CONTENT_TYPE, "application/json");
+            Bytes::from(b.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let req = req
+        .body(Full::new(payload))
+        .map_err(|e| CliError::Usage(format!("bad --admin-url: {e}")))?;
+    let (status, value) = send(&client, req).await?;
+    if !status.is_success() {
+        return Err(api_error(status, &value));
+    }
+    if t.json {
+        let out = if value.is_null() {
+            json!({"ok": true})
+        } else {
+            value
+        };
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    print_human(&cmd, &value);
+    Ok(())
+}
+
+fn s(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print_human(cmd: &Command, v: &Value) {
+    match cmd {
+        Command::ClientsList => {
+            let rows = v
+                .get("clients")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let cols = [
+                "client_id",
+                "name",
+                "version",
+                "type",
+                "grants",
+                "scopes",
+                "source",
+            ];
+            table(&cols, &rows);
+        }
+        Command::ClientsShow(_) | Command::ClientsCreate(_) => {
+            for key in [
+                "client_id",
+                "name",
+                "version",
+                "description",
+                "type",
+                "redirect_uris",
+                "grants",
+                "scopes",
+                "access_token_ttl",
+                "refresh_count",
+                "source",
+            ] {
+                println!("{key:<17} {}", s(v, key));
+            }
+            if let Some(secret) = v.get("client_secret").and_then(Value::as_str) {
+                println!("{:<17} {secret}", "client_secret");
+                println!("\nThe client secret is shown only this once: store it now.");
+            }
+        }
+        Command::TokensList { .. } => {
+            let rows = v
+                .get("tokens")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let cols = [
+                "id",
+                "client_id",
+                "username",
+                "scope",
+                "expires_at",
+                "expired",
+                "refreshes_left",
+            ];
+            table(&cols, &rows);
+        }
+        Command::TokensIssue { .. } => {
+            for key in [
+                "access_token",
+                "token_type",
+                "scope",
+                "issued_at",
+                "expires_at",
+            ] {
+                println!("{key:<13} {}", s(v, key));
+            }
+        }
+        Command::ClientsDelete(id) => println!("client {id} deleted; its tokens are revoked"),
+        Command::TokensRevoke(id) => println!("token {id} revoked (with its refresh token)"),
+        Command::Explain { .. } => {
+            let verdict = if v.get("allowed").and_then(Value::as_bool) == Some(true) {
+                "ALLOWED"
+            } else {
+                "REFUSED"
+            };
+            println!(
+                "{verdict} ({})  {} {}",
+                s(v, "status"),
+                s(v, "method"),
+                s(v, "normalized_path")
+            );
+            let route = v.get("route").filter(|r| !r.is_null());
+            match route {
+                Some(r) => println!("route      {} ({})", s(r, "name"), s(r, "pattern")),
+                None => println!("route      none"),
+            }
+            if let Some(by) = v.get("allowed_by").filter(|b| !b.is_null()) {
+                println!(
+                    "allowed by scope {} through {}",
+                    s(by, "scope"),
+                    s(by, "pattern")
+                );
+            }
+            println!("reason     {}", s(v, "reason"));
+        }
+    }
+}
+
+/// Left-aligned columns with a header line.
+fn table(cols: &[&str], rows: &[Value]) {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|c| s(r, c)).collect())
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: Vec<String>| {
+        let padded: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(cols.iter().map(|c| c.to_uppercase()).collect());
+    for row in cells {
+        line(row);
+    }
+}
