@@ -10,200 +10,107 @@ use crate::gateway::Gateway;
 use crate::pattern;
 use crate::token::{TokenHash, now_millis};
 
+/// What has been worked out so far; each step fills in more, any step may give the verdict.
+struct Explanation {
+    method: Method,
+    path: String,
+    normalized: Option<String>,
+    route: Value,
+    token: Value,
+}
+
+impl Explanation {
+    /// The answer: what the gateway would reply (`status`) and why.
+    fn verdict(&self, status: u16, reason: &str, allowed_by: Option<Value>) -> Response<Body> {
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "method": self.method.as_str(),
+                "path": self.path,
+                "normalized_path": self.normalized,
+                "route": self.route,
+                "allowed": status == 200,
+                "status": status,
+                "allowed_by": allowed_by.unwrap_or(Value::Null),
+                "reason": reason,
+                "token": self.token,
+            }),
+        )
+    }
+}
+
 pub async fn explain(gateway: &Gateway, req: &Request<hyper::body::Incoming>) -> Response<Body> {
-    let mut method = Method::GET;
-    let mut path = String::from("/");
+    let mut e = Explanation {
+        method: Method::GET,
+        path: "/".into(),
+        normalized: None,
+        route: Value::Null,
+        token: Value::Null,
+    };
     for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "method" => match Method::from_bytes(v.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => method = m,
-                Err(_) => {
-                    return answer(
-                        &method,
-                        &path,
-                        None,
-                        json!(null),
-                        None,
-                        400,
-                        "invalid method",
-                        json!(null),
-                    );
-                }
+                Ok(m) => e.method = m,
+                Err(_) => return e.verdict(400, "invalid method", None),
             },
-            "path" => path = v.into_owned(),
+            "path" => e.path = v.into_owned(),
             _ => {}
         }
     }
-    let normalized = match pattern::normalize(&path) {
+    let normalized = match pattern::normalize(&e.path) {
         Ok(p) => p.into_owned(),
-        Err(e) => {
-            return answer(
-                &method,
-                &path,
-                None,
-                json!(null),
-                None,
-                400,
-                &format!("path refused: {e}"),
-                json!(null),
-            );
-        }
+        Err(err) => return e.verdict(400, &format!("path refused: {err}"), None),
     };
+    e.normalized = Some(normalized.clone());
     let rt = gateway.runtime();
-    let Some(route) = rt.route(None, &method, &normalized) else {
-        return answer(
-            &method,
-            &path,
-            Some(&normalized),
-            json!(null),
-            None,
-            404,
-            "no route matches",
-            json!(null),
-        );
+    let Some(route) = rt.route(None, &e.method, &normalized) else {
+        return e.verdict(404, "no route matches", None);
     };
-    let route_json = json!({"name": route.name, "pattern": route.pattern.as_str()});
+    e.route = json!({"name": route.name, "pattern": route.pattern.as_str()});
     if route.auth == RouteAuth::None {
-        return answer(
-            &method,
-            &path,
-            Some(&normalized),
-            route_json,
-            None,
-            200,
-            "public route: no token needed",
-            json!(null),
-        );
+        return e.verdict(200, "public route: no token needed", None);
     }
     let Some(token) = req
         .headers()
         .get("x-explain-token")
         .and_then(|v| v.to_str().ok())
     else {
-        return answer(
-            &method,
-            &path,
-            Some(&normalized),
-            route_json,
-            None,
-            401,
-            "no token given (send it in X-Explain-Token)",
-            json!(null),
-        );
+        return e.verdict(401, "no token given (send it in X-Explain-Token)", None);
     };
     let entry = match gateway
         .store()
         .lookup_access(&TokenHash::of(token.trim()))
         .await
     {
-        Ok(Some(e)) => e,
-        Ok(None) => {
-            return answer(
-                &method,
-                &path,
-                Some(&normalized),
-                route_json,
-                None,
-                401,
-                "unknown token",
-                json!(null),
-            );
-        }
-        Err(e) => {
-            return answer(
-                &method,
-                &path,
-                Some(&normalized),
-                route_json,
-                None,
-                503,
-                &format!("token store unavailable: {e}"),
-                json!(null),
-            );
-        }
+        Ok(Some(entry)) => entry,
+        Ok(None) => return e.verdict(401, "unknown token", None),
+        Err(err) => return e.verdict(503, &format!("token store unavailable: {err}"), None),
     };
     let t = &entry.token;
     let expired = t.is_expired(now_millis());
-    let token_json = json!({"client_id": t.client_id, "scopes": t.scopes, "expired": expired, "revoked": entry.revoked});
-    if entry.revoked || expired {
-        let why = if entry.revoked {
-            "token revoked"
-        } else {
-            "token expired"
-        };
-        return answer(
-            &method,
-            &path,
-            Some(&normalized),
-            route_json,
-            None,
-            401,
-            why,
-            token_json,
-        );
+    e.token = json!({"client_id": t.client_id, "scopes": t.scopes, "expired": expired, "revoked": entry.revoked});
+    if entry.revoked {
+        return e.verdict(401, "token revoked", None);
     }
-    let covering = rt.scopes.explain(&method, &normalized);
-    match covering
+    if expired {
+        return e.verdict(401, "token expired", None);
+    }
+    let covering = rt.scopes.explain(&e.method, &normalized);
+    if let Some((scope, pat)) = covering
         .iter()
         .find(|(scope, _)| t.scopes.iter().any(|s| s == scope))
     {
-        Some((scope, pat)) => answer(
-            &method,
-            &path,
-            Some(&normalized),
-            route_json,
-            Some(json!({"scope": scope, "pattern": pat})),
-            200,
-            &format!("scope {scope:?} allows it through pattern {pat:?}"),
-            token_json,
-        ),
-        None => {
-            let would: Vec<&str> = covering.iter().map(|(s, _)| *s).collect();
-            let why = if would.is_empty() {
-                format!("no scope covers {method} {normalized}")
-            } else {
-                format!(
-                    "the token's scopes {:?} do not cover it; scopes that would: {:?}",
-                    t.scopes, would
-                )
-            };
-            answer(
-                &method,
-                &path,
-                Some(&normalized),
-                route_json,
-                None,
-                403,
-                &why,
-                token_json,
-            )
-        }
+        let reason = format!("scope {scope:?} allows it through pattern {pat:?}");
+        return e.verdict(200, &reason, Some(json!({"scope": scope, "pattern": pat})));
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn answer(
-    method: &Method,
-    path: &str,
-    normalized: Option<&str>,
-    route: Value,
-    allowed_by: Option<Value>,
-    status: u16,
-    reason: &str,
-    token: Value,
-) -> Response<Body> {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "method": method.as_str(),
-            "path": path,
-            "normalized_path": normalized,
-            "route": route,
-            "allowed": status == 200,
-            "status": status,
-            "allowed_by": allowed_by.unwrap_or(Value::Null),
-            "reason": reason,
-            "token": token,
-        }),
-    )
+    let would: Vec<&str> = covering.iter().map(|(s, _)| *s).collect();
+    let reason = if would.is_empty() {
+        format!("no scope covers {} {normalized}", e.method)
+    } else {
+        format!(
+            "the token's scopes {:?} do not cover it; scopes that would: {would:?}",
+            t.scopes
+        )
+    };
+    e.verdict(403, &reason, None)
 }

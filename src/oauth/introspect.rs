@@ -5,7 +5,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
-use super::params::{self, ClientCredentials, Params};
+use super::params::{self, Params};
 use crate::error::{Body, OAuthError, json as json_response, no_store};
 use crate::token::{Millis, TokenHash, now_millis};
 
@@ -17,53 +17,71 @@ fn secs(ms: Millis) -> Value {
 async fn describe(ctx: &Ctx<'_>, token: &str, hint: Option<&str>) -> Result<Value, OAuthError> {
     let hash = TokenHash::of(token);
     let now = now_millis();
-    let mut out = Map::new();
+    // The hint only orders the lookups (RFC 7662 §2.1).
     let refresh_first = hint == Some("refresh_token");
     for refresh in [refresh_first, !refresh_first] {
-        if refresh {
+        let active = if refresh {
             let Some(e) = ctx.store.get_refresh(&hash).await? else {
                 continue;
             };
-            if e.revoked || e.retired_at.is_some() || e.token.is_expired(now) {
-                break;
-            }
             let t = e.token;
-            out.insert("token_type".into(), "refresh_token".into());
-            out.insert("scope".into(), t.scopes.join(" ").into());
-            out.insert("client_id".into(), t.client_id.into());
-            out.insert("iat".into(), secs(t.issued_at));
-            if let Some(exp) = t.expires_at {
-                out.insert("exp".into(), secs(exp));
-            }
-            if let Some(u) = t.username {
-                out.insert("username".into(), u.clone().into());
-                out.insert("sub".into(), u.into());
-            }
+            let live = !e.revoked && e.retired_at.is_none() && !t.is_expired(now);
+            live.then(|| Active {
+                token_type: "refresh_token",
+                scope: t.scopes.join(" "),
+                client_id: t.client_id,
+                username: t.username,
+                iat: t.issued_at,
+                exp: t.expires_at,
+            })
         } else {
             let Some(e) = ctx.store.lookup_access(&hash).await? else {
                 continue;
             };
-            if e.revoked || e.token.is_expired(now) {
-                break;
-            }
             let t = &e.token;
-            out.insert("token_type".into(), "Bearer".into());
-            out.insert("scope".into(), t.scope_string().into());
-            out.insert("client_id".into(), t.client_id.clone().into());
-            out.insert("iat".into(), secs(t.issued_at));
-            if let Some(exp) = t.expires_at {
-                out.insert("exp".into(), secs(exp));
-            }
-            if let Some(u) = &t.username {
-                out.insert("username".into(), u.clone().into());
-                out.insert("sub".into(), u.clone().into());
-            }
-        }
-        out.insert("active".into(), true.into());
-        out.insert("iss".into(), ctx.config.server.public_url.clone().into());
-        return Ok(Value::Object(out));
+            let live = !e.revoked && !t.is_expired(now);
+            live.then(|| Active {
+                token_type: "Bearer",
+                scope: t.scope_string(),
+                client_id: t.client_id.clone(),
+                username: t.username.clone(),
+                iat: t.issued_at,
+                exp: t.expires_at,
+            })
+        };
+        return Ok(active.map_or_else(|| json!({"active": false}), |a| a.into_json(ctx)));
     }
     Ok(json!({"active": false}))
+}
+
+/// What introspection says about a current token.
+struct Active {
+    token_type: &'static str,
+    scope: String,
+    client_id: String,
+    username: Option<String>,
+    iat: Millis,
+    exp: Option<Millis>,
+}
+
+impl Active {
+    fn into_json(self, ctx: &Ctx<'_>) -> Value {
+        let mut out = Map::new();
+        out.insert("active".into(), true.into());
+        out.insert("token_type".into(), self.token_type.into());
+        out.insert("scope".into(), self.scope.into());
+        out.insert("client_id".into(), self.client_id.into());
+        out.insert("iat".into(), secs(self.iat));
+        if let Some(exp) = self.exp {
+            out.insert("exp".into(), secs(exp));
+        }
+        if let Some(u) = self.username {
+            out.insert("username".into(), u.clone().into());
+            out.insert("sub".into(), u.into());
+        }
+        out.insert("iss".into(), ctx.config.server.public_url.clone().into());
+        Value::Object(out)
+    }
 }
 
 pub async fn introspect(
@@ -72,12 +90,7 @@ pub async fn introspect(
 ) -> (Option<String>, Response<Body>) {
     let mut client_id = None;
     let result = async {
-        let (headers, params) = params::read(req).await?;
-        let creds = params::client_credentials(&headers, &params)?;
-        if creds == ClientCredentials::None {
-            return Err(OAuthError::invalid_client("client authentication required"));
-        }
-        let auth = params::authenticate(ctx, creds).await?;
+        let (params, auth) = params::read_authenticated(ctx, req, false).await?;
         client_id = Some(auth.client.client_id.clone());
         describe(ctx, params.require("token")?, params.get("token_type_hint")).await
     }

@@ -157,6 +157,22 @@ fn parse_basic(encoded: &str) -> Option<(String, String)> {
     (!id.is_empty()).then(|| (id, unescape(secret)))
 }
 
+/// Reads the form and authenticates its client. With `allow_default`, a request naming no
+/// client gets `[oauth].default_client`; without it, such a request is `invalid_client`.
+pub async fn read_authenticated<'c>(
+    ctx: &Ctx<'c>,
+    req: Request<hyper::body::Incoming>,
+    allow_default: bool,
+) -> Result<(Params, Authenticated<'c>), OAuthError> {
+    let (headers, params) = read(req).await?;
+    let creds = client_credentials(&headers, &params)?;
+    if !allow_default && creds == ClientCredentials::None {
+        return Err(OAuthError::invalid_client("client authentication required"));
+    }
+    let auth = authenticate(ctx, creds).await?;
+    Ok((params, auth))
+}
+
 /// An authenticated client, and whether it used HTTP Basic (to shape a 401).
 pub struct Authenticated<'c> {
     pub client: Cow<'c, Client>,

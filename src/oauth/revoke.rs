@@ -15,12 +15,7 @@ pub async fn handle(
 ) -> (Option<String>, Response<Body>) {
     let mut client_id = None;
     let result = async {
-        let (headers, params) = params::read(req).await?;
-        let creds = params::client_credentials(&headers, &params)?;
-        if creds == params::ClientCredentials::None {
-            return Err(OAuthError::invalid_client("client authentication required"));
-        }
-        let auth = params::authenticate(ctx, creds).await?;
+        let (params, auth) = params::read_authenticated(ctx, req, false).await?;
         client_id = Some(auth.client.client_id.clone());
         let token = params.require("token")?;
         revoke(

@@ -22,9 +22,7 @@ pub async fn handle(
 ) -> (Option<String>, Response<Body>) {
     let mut client_id = None;
     let result = async {
-        let (headers, params) = params::read(req).await?;
-        let creds = params::client_credentials(&headers, &params)?;
-        let auth = params::authenticate(ctx, creds).await?;
+        let (params, auth) = params::read_authenticated(ctx, req, true).await?;
         client_id = Some(auth.client.client_id.clone());
         grant(ctx, &auth, &params).await.map_err(|e| OAuthError {
             basic_challenge: auth.via_basic,
