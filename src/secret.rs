@@ -1,10 +1,25 @@
 //! Client secrets and user passwords: argon2id hashing and verification.
 //!
 //! Secrets are only ever held as PHC strings. Verification is CPU-heavy by design, so callers
-//! on the async runtime go through [`verify_blocking`], which runs it off the reactor threads.
+//! on the async runtime go through [`verify_blocking`], which runs it off the reactor threads,
+//! at most one per core at a time (each argon2id run holds ~19 MiB), and remembers successes.
+//!
+//! Why remember successes: a client that fetches a token per job would otherwise pay a full
+//! argon2id run (tens of ms) per token, capping issuance at a few dozen per second per core.
+//! The memory holds no secret: its keys are HMAC-SHA256 tags of (hash, secret) under a random
+//! key made at start and never stored, so neither a memory dump nor the tags themselves help
+//! anyone guess a secret faster than argon2 allows. Only successes are kept, for
+//! [`VERIFIED_TTL`]; changing a secret changes its hash and so every tag of it. Failures always
+//! pay the full price (and are throttled, see `throttle`).
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use dashmap::DashMap;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// Hashes `secret` with argon2id and the crate's default (OWASP-recommended) parameters.
 pub fn hash(secret: &str) -> Result<String, String> {
@@ -39,11 +54,70 @@ pub fn verify(secret: &str, phc: &str) -> bool {
     }
 }
 
-/// [`verify`] on the blocking pool, so a slow hash never stalls other requests.
+/// How long a successful verification is remembered.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(300);
+/// Most remembered verifications; past it the memory starts over.
+const VERIFIED_MAX: usize = 100_000;
+
+struct Verified {
+    key: [u8; 32],
+    seen: DashMap<[u8; 32], Instant>,
+}
+
+static VERIFIED: LazyLock<Verified> = LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the OS random generator failed");
+    Verified {
+        key,
+        seen: DashMap::new(),
+    }
+});
+
+/// One argon2 run per core at a time: more would only queue on the CPU and multiply memory.
+static ARGON2_SLOTS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+
+impl Verified {
+    fn tag(&self, secret: &str, phc: &str) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(phc.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn remembers(&self, tag: &[u8; 32]) -> bool {
+        self.seen
+            .get(tag)
+            .is_some_and(|at| at.elapsed() < VERIFIED_TTL)
+    }
+
+    fn remember(&self, tag: [u8; 32]) {
+        if self.seen.len() >= VERIFIED_MAX {
+            self.seen.clear();
+        }
+        self.seen.insert(tag, Instant::now());
+    }
+}
+
+/// [`verify`] on the blocking pool, so a slow hash never stalls other requests; a recent
+/// success with the same secret and hash is answered from memory.
 pub async fn verify_blocking(secret: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || verify(&secret, &phc))
+    let tag = VERIFIED.tag(&secret, &phc);
+    if VERIFIED.remembers(&tag) {
+        return true;
+    }
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+        return false;
+    };
+    let ok = tokio::task::spawn_blocking(move || verify(&secret, &phc))
         .await
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if ok {
+        VERIFIED.remember(tag);
+    }
+    ok
 }
 
 /// A hash of a random secret nobody knows: verifying against it when the user does not exist
@@ -69,6 +143,19 @@ mod tests {
         assert!(verify("s3cret", &h));
         assert!(!verify("s3cret ", &h));
         assert!(!verify("s3cret", "not-a-hash"));
+    }
+
+    #[tokio::test]
+    async fn successes_are_remembered_failures_are_not() {
+        let h = hash("remember-me").expect("hash");
+        assert!(verify_blocking("remember-me".into(), h.clone()).await);
+        let tag = VERIFIED.tag("remember-me", &h);
+        assert!(VERIFIED.remembers(&tag));
+        assert!(!verify_blocking("wrong".into(), h.clone()).await);
+        assert!(!VERIFIED.remembers(&VERIFIED.tag("wrong", &h)));
+        // A tag depends on the hash too: the same secret under another hash is not vouched for.
+        let other = hash("remember-me").expect("hash");
+        assert!(!VERIFIED.remembers(&VERIFIED.tag("remember-me", &other)));
     }
 
     #[test]
