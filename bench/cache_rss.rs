@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Fills a `TokenCache` through `get_or_fetch`, the path a Redis lookup takes, with records
-//! shaped like real ones (each its own allocation, as when decoded from Redis), and reads
+//! decoded from JSON the way the Redis store decodes them (500 clients, a quarter of the
+//! tokens granted by one of 100,000 users, a random grant id each), and reads
 //! `VmRSS` / `VmHWM` from `/proc/self/status` before and after. The last line is
 //! machine-readable (`cache_rss tokens=… rss_before_kb=… rss_after_kb=… hwm_kb=…`) for
 //! `bench/run`. Run without `--bench` (as `cargo test --all-targets` does), it fills 10,000
@@ -38,16 +39,22 @@ fn main() {
     for i in 0..tokens {
         // Token text is never kept; only its hash is, as in the gateway.
         let hash = TokenHash::of(&format!("bench-token-{i:012}-abcdefghijklmnopqrstu"));
-        let entry = AccessEntry {
-            token: AccessToken {
-                client_id: format!("client-{:03}", i % 500),
-                username: (i % 4 == 0).then(|| format!("user-{:06}", i % 100_000)),
-                scopes: vec!["reports".into(), "read".into()],
-                issued_at: now,
-                expires_at: Some(now + 3_600_000),
-                grant_id: format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-                refreshes_used: 0,
+        // As the Redis store hands records to the cache: deserialised, then interned.
+        // The record as the Redis store keeps it, decoded the way the store decodes it.
+        let record = format!(
+            r#"{{"client_id":"client-{:03}",{}"scopes":["reports","read"],"issued_at":{now},"expires_at":{},"grant_id":"{:032x}"}}"#,
+            i % 500,
+            if i % 4 == 0 {
+                format!(r#""username":"user-{:06}","#, i % 100_000)
+            } else {
+                String::new()
             },
+            now + 3_600_000,
+            (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let token: AccessToken = serde_json::from_str(&record).expect("an access-token record");
+        let entry = AccessEntry {
+            token: token.interned(),
             revoked: false,
         };
         let got = cache

@@ -35,7 +35,7 @@ impl Permit {
     }
 
     pub fn client_id(&self) -> Option<&str> {
-        self.token().map(|e| e.token.client_id.as_str())
+        self.token().map(|e| &*e.token.client_id)
     }
 }
 
@@ -101,10 +101,10 @@ impl ScopeRules {
     }
 
     /// Does one of `granted` cover `method` + `path`?
-    pub fn allows(&self, granted: &[String], method: &Method, path: &str) -> bool {
+    pub fn allows(&self, granted: &[impl AsRef<str>], method: &Method, path: &str) -> bool {
         self.matcher.any(method, path, |&i| {
-            let name = &self.scopes[i].name;
-            granted.iter().any(|g| g == name)
+            let name = self.scopes[i].name.as_str();
+            granted.iter().any(|g| g.as_ref() == name)
         })
     }
 

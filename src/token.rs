@@ -4,9 +4,11 @@
 //! client and nowhere else.
 
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -69,13 +71,16 @@ pub fn now_millis() -> Millis {
 }
 
 /// What an access token grants. Immutable once issued.
+///
+/// Shared strings (`Arc<str>`), because a node may cache a million of these: client ids and
+/// scope lists repeat across tokens and are interned (see [`AccessToken::interned`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessToken {
-    pub client_id: String,
+    pub client_id: Arc<str>,
     /// The resource owner, for tokens a user granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    pub scopes: Vec<String>,
+    pub username: Option<Arc<str>>,
+    pub scopes: Arc<[Arc<str>]>,
     pub issued_at: Millis,
     /// `None` = never expires.
     pub expires_at: Option<Millis>,
@@ -87,6 +92,14 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
+    /// The same token with its client id and scope list shared with every other token that
+    /// has them, so cached records do not each carry their own copies.
+    pub fn interned(mut self) -> AccessToken {
+        self.client_id = intern_str(&self.client_id);
+        self.scopes = intern_scopes(&self.scopes);
+        self
+    }
+
     pub fn is_expired(&self, now: Millis) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
     }
@@ -95,6 +108,38 @@ impl AccessToken {
     pub fn scope_string(&self) -> String {
         self.scopes.join(" ")
     }
+}
+
+/// Most distinct values an interner keeps; past it values are simply not shared. Client ids
+/// and scope lists come from the config, so real deployments stay far below it.
+const INTERN_MAX: usize = 10_000;
+
+static STRINGS: LazyLock<DashMap<Box<str>, Arc<str>>> = LazyLock::new(DashMap::new);
+/// A token's scopes, shared.
+pub type Scopes = Arc<[Arc<str>]>;
+
+static SCOPE_LISTS: LazyLock<DashMap<Box<str>, Scopes>> = LazyLock::new(DashMap::new);
+
+fn intern_str(s: &Arc<str>) -> Arc<str> {
+    if let Some(shared) = STRINGS.get(&**s) {
+        return Arc::clone(&shared);
+    }
+    if STRINGS.len() < INTERN_MAX {
+        STRINGS.insert(Box::from(&**s), Arc::clone(s));
+    }
+    Arc::clone(s)
+}
+
+fn intern_scopes(scopes: &Arc<[Arc<str>]>) -> Arc<[Arc<str>]> {
+    let key = scopes.join(" ");
+    if let Some(shared) = SCOPE_LISTS.get(key.as_str()) {
+        return Arc::clone(&shared);
+    }
+    let list: Arc<[Arc<str>]> = scopes.iter().map(intern_str).collect();
+    if SCOPE_LISTS.len() < INTERN_MAX {
+        SCOPE_LISTS.insert(key.into_boxed_str(), Arc::clone(&list));
+    }
+    list
 }
 
 /// What a refresh token may be exchanged for.

@@ -98,7 +98,7 @@ pub async fn explain(gateway: &Gateway, req: &Request<hyper::body::Incoming>) ->
     let covering = rt.scopes.explain(&e.method, &normalized);
     if let Some((scope, pat)) = covering
         .iter()
-        .find(|(scope, _)| t.scopes.iter().any(|s| s == scope))
+        .find(|(scope, _)| t.scopes.iter().any(|s| &**s == *scope))
     {
         let reason = format!("scope {scope:?} allows it through pattern {pat:?}");
         return e.verdict(200, &reason, Some(json!({"scope": scope, "pattern": pat})));

@@ -116,7 +116,7 @@ async fn authorize(
         Credentials::Bearer(token) => token,
     };
     let entry = auth::validate(gateway.store(), token).await?;
-    if entry.token.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+    if entry.token.scopes.iter().any(|s| &**s == ADMIN_SCOPE) {
         Ok(())
     } else {
         Err(GatewayError::InsufficientScope {

@@ -43,8 +43,8 @@ async fn describe(ctx: &Ctx<'_>, token: &str, hint: Option<&str>) -> Result<Valu
             live.then(|| Active {
                 token_type: "Bearer",
                 scope: t.scope_string(),
-                client_id: t.client_id.clone(),
-                username: t.username.clone(),
+                client_id: t.client_id.to_string(),
+                username: t.username.as_deref().map(str::to_owned),
                 iat: t.issued_at,
                 exp: t.expires_at,
             })
@@ -123,7 +123,7 @@ pub async fn tokeninfo(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Re
     };
     let t = &entry.token;
     let mut out = Map::new();
-    out.insert("client_id".into(), t.client_id.clone().into());
+    out.insert("client_id".into(), (*t.client_id).into());
     out.insert("scope".into(), t.scope_string().into());
     if let Some(exp) = t.expires_at {
         out.insert(
@@ -132,7 +132,7 @@ pub async fn tokeninfo(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Re
         );
     }
     if let Some(u) = &t.username {
-        out.insert("username".into(), u.clone().into());
+        out.insert("username".into(), (**u).into());
     }
     no_store(json_response(StatusCode::OK, &Value::Object(out)))
 }

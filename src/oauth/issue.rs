@@ -1,5 +1,6 @@
 //! Minting tokens: records, lifetimes, refresh-token eligibility, and the token response.
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -55,9 +56,9 @@ pub async fn issue(
     };
     let access_token = token::generate().map_err(rng_failed)?;
     let access = AccessToken {
-        client_id: req.client.client_id.clone(),
-        username: req.username.map(str::to_owned),
-        scopes: req.scopes.clone(),
+        client_id: req.client.client_id.as_str().into(),
+        username: req.username.map(Into::into),
+        scopes: req.scopes.iter().map(|s| Arc::from(s.as_str())).collect(),
         issued_at: now,
         expires_at: expiry(now, req.client.access_token_ttl),
         grant_id: grant_id.clone(),
@@ -70,8 +71,8 @@ pub async fn issue(
     let (refresh_token, refresh) = if with_refresh {
         let text = token::generate().map_err(rng_failed)?;
         let record = RefreshToken {
-            client_id: access.client_id.clone(),
-            username: access.username.clone(),
+            client_id: req.client.client_id.clone(),
+            username: req.username.map(str::to_owned),
             scopes: req.scopes,
             issued_at: now,
             expires_at: expiry(now, oauth.refresh_token_ttl),

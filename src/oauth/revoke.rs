@@ -51,14 +51,14 @@ async fn revoke(
     for refresh in [refresh_first, !refresh_first] {
         if refresh {
             if let Some(entry) = store.get_refresh(&hash).await? {
-                if entry.token.client_id != client_id {
+                if &*entry.token.client_id != client_id {
                     return Err(not_yours());
                 }
                 store.revoke_grant(&entry.token.grant_id).await?;
                 return Ok(());
             }
         } else if let Some(entry) = store.lookup_access(&hash).await? {
-            if entry.token.client_id != client_id {
+            if &*entry.token.client_id != client_id {
                 return Err(not_yours());
             }
             store.revoke_access(&hash).await?;

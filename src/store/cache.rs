@@ -7,6 +7,10 @@
 //! - a revocation drops the entry at once, and an answer fetched while a revocation arrived is
 //!   not cached (it may predate the revocation);
 //! - the cache is used only while the node is subscribed to revocations (`set_live`).
+//!
+//! Sized for a million entries per node: an entry is keyed by the first 128 bits of the
+//! token's SHA-256 (a false hit would need a 2^128 second preimage; the store itself uses the
+//! full hash) and holds its deadline as milliseconds on the cache's own clock.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,9 +25,19 @@ use crate::token::{AccessEntry, TokenHash, now_millis};
 
 type Fetched = Result<Option<Arc<AccessEntry>>, StoreError>;
 
+/// The cache's key for a token: the first half of its SHA-256.
+type Key = u128;
+
+fn key(hash: &TokenHash) -> Key {
+    let mut half = [0u8; 16];
+    half.copy_from_slice(&hash.0[..16]);
+    u128::from_le_bytes(half)
+}
+
 struct Cached {
     entry: Arc<AccessEntry>,
-    until: Instant,
+    /// Milliseconds since the cache's `epoch`.
+    until: u64,
 }
 
 /// Counters for metrics and benchmarks.
@@ -38,8 +52,9 @@ pub struct CacheStats {
 }
 
 pub struct TokenCache {
-    entries: DashMap<TokenHash, Cached>,
-    inflight: DashMap<TokenHash, Arc<OnceCell<Fetched>>>,
+    entries: DashMap<Key, Cached>,
+    inflight: DashMap<Key, Arc<OnceCell<Fetched>>>,
+    epoch: Instant,
     ttl: Duration,
     capacity: usize,
     live: AtomicBool,
@@ -55,6 +70,7 @@ impl TokenCache {
         TokenCache {
             entries: DashMap::new(),
             inflight: DashMap::new(),
+            epoch: Instant::now(),
             ttl,
             capacity,
             live: AtomicBool::new(false),
@@ -74,9 +90,9 @@ impl TokenCache {
         if !self.live.load(Ordering::Acquire) {
             return fetch().await.map(|found| found.map(Arc::new));
         }
-        let now = Instant::now();
-        if let Some(hit) = self.entries.get(&hash)
-            && hit.until > now
+        let hash_key = key(&hash);
+        if let Some(hit) = self.entries.get(&hash_key)
+            && hit.until > self.clock()
         {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(Arc::clone(&hit.entry)));
@@ -84,7 +100,7 @@ impl TokenCache {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::clone(
             self.inflight
-                .entry(hash)
+                .entry(hash_key)
                 .or_insert_with(|| Arc::new(OnceCell::new()))
                 .value(),
         );
@@ -93,17 +109,23 @@ impl TokenCache {
                 let generation = self.generation.load(Ordering::Acquire);
                 let fetched = fetch().await.map(|found| found.map(Arc::new));
                 if let Ok(Some(entry)) = &fetched {
-                    self.insert(hash, entry, generation);
+                    self.insert(hash_key, entry, generation);
                 }
                 fetched
             })
             .await
             .clone();
-        self.inflight.remove_if(&hash, |_, c| Arc::ptr_eq(c, &cell));
+        self.inflight
+            .remove_if(&hash_key, |_, c| Arc::ptr_eq(c, &cell));
         result
     }
 
-    fn insert(&self, hash: TokenHash, entry: &Arc<AccessEntry>, generation: u64) {
+    /// Milliseconds since this cache was made.
+    fn clock(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn insert(&self, hash: Key, entry: &Arc<AccessEntry>, generation: u64) {
         if !self.live.load(Ordering::Acquire) {
             return;
         }
@@ -113,13 +135,13 @@ impl TokenCache {
                 return;
             }
         }
-        let mut until = Instant::now() + self.ttl;
+        let now = self.clock();
+        let mut until = now + self.ttl.as_millis() as u64;
         if !entry.revoked {
             // A valid token is trusted no longer than it lives; after that the store says
             // "expired" (and that answer is final, so it may be cached for the full ttl).
             if let Some(expires_at) = entry.token.expires_at {
-                let left = expires_at.saturating_sub(now_millis());
-                until = until.min(Instant::now() + Duration::from_millis(left));
+                until = until.min(now + expires_at.saturating_sub(now_millis()));
             }
         }
         self.entries.insert(
@@ -143,7 +165,7 @@ impl TokenCache {
     /// Drops one token (it was revoked).
     pub fn invalidate(&self, hash: &TokenHash) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.remove(hash);
+        self.entries.remove(&key(hash));
     }
 
     /// Turns the cache on (subscribed) or off (subscription lost); both start from empty.
@@ -159,7 +181,7 @@ impl TokenCache {
     }
 
     fn purge_expired(&self) {
-        let now = Instant::now();
+        let now = self.clock();
         self.entries.retain(|_, c| c.until > now);
     }
 
@@ -185,7 +207,7 @@ mod tests {
             token: AccessToken {
                 client_id: "c".into(),
                 username: None,
-                scopes: vec!["s".into()],
+                scopes: vec!["s".into()].into(),
                 issued_at: now_millis(),
                 expires_at: expires_in_ms.map(|ms| now_millis() + ms),
                 grant_id: "g".into(),

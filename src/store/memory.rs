@@ -66,7 +66,7 @@ impl MemoryStore {
         m.access.insert(
             *access_hash,
             Arc::new(AccessEntry {
-                token: access.clone(),
+                token: access.clone().interned(),
                 revoked: false,
             }),
         );
@@ -137,7 +137,7 @@ impl MemoryStore {
         self.maps
             .access
             .iter()
-            .filter(|e| client_id.is_none_or(|c| e.token.client_id == c))
+            .filter(|e| client_id.is_none_or(|c| &*e.token.client_id == c))
             .filter(|e| username.is_none_or(|u| e.token.username.as_deref() == Some(u)))
             .map(|e| (*e.key(), Arc::clone(e.value())))
             .collect()

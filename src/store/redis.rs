@@ -123,8 +123,9 @@ impl RedisStore {
         let Some(record) = record else {
             return Ok(None);
         };
-        let token: AccessToken =
-            serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let token = serde_json::from_str::<AccessToken>(&record)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .interned();
         Ok(Some(AccessEntry {
             token,
             revoked: revoked.is_some(),
