@@ -145,7 +145,6 @@ impl RequestIds {
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     store: TokenStore,
-    proxy: Proxy,
     ids: RequestIds,
     throttle: Throttle,
     metrics: Arc<Metrics>,
@@ -157,7 +156,6 @@ impl Gateway {
         Gateway {
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             store,
-            proxy: Proxy::new(),
             ids: RequestIds::new(),
             throttle: Throttle::default(),
             metrics,
@@ -248,7 +246,14 @@ impl Gateway {
         &self.store
     }
 
-    pub async fn handle(&self, req: Request<hyper::body::Incoming>, conn: Conn) -> Response<Body> {
+    /// Serves one request on the public listener; `proxy` is the calling worker's upstream
+    /// client (each worker runtime has its own pool).
+    pub async fn handle(
+        &self,
+        proxy: &Proxy,
+        req: Request<hyper::body::Incoming>,
+        conn: Conn,
+    ) -> Response<Body> {
         let start = Instant::now();
         let rt = self.runtime.load_full();
         let request_id = self.ids.for_request(req.headers());
@@ -259,7 +264,17 @@ impl Gateway {
             client_id: None,
         };
         let mut resp = match self
-            .dispatch(&rt, req, conn, &request_id, &raw_path, &mut log)
+            .dispatch(
+                &rt,
+                proxy,
+                req,
+                Inbound {
+                    conn,
+                    request_id: &request_id,
+                    raw_path: &raw_path,
+                },
+                &mut log,
+            )
             .await
         {
             Ok(resp) => resp,
@@ -285,12 +300,16 @@ impl Gateway {
     async fn dispatch<'r>(
         &self,
         rt: &'r Runtime,
+        proxy: &Proxy,
         req: Request<hyper::body::Incoming>,
-        conn: Conn,
-        request_id: &HeaderValue,
-        raw_path: &str,
+        inbound: Inbound<'_>,
         log: &mut AccessLog<'r>,
     ) -> Result<Response<Body>, GatewayError> {
+        let Inbound {
+            conn,
+            request_id,
+            raw_path,
+        } = inbound;
         let path = pattern::normalize(raw_path)?;
         let ctx = crate::oauth::Ctx {
             config: &rt.config,
@@ -354,8 +373,16 @@ impl Gateway {
             timeout: route.timeout,
             keep_authorization: route.forward_authorization,
         };
-        self.proxy.forward(&permit, upstreams, req, &fwd).await
+        proxy.forward(&permit, upstreams, req, &fwd).await
     }
+}
+
+/// What the pipeline knows about a request besides the request itself.
+struct Inbound<'a> {
+    conn: Conn,
+    request_id: &'a HeaderValue,
+    /// The path as received, before normalisation.
+    raw_path: &'a str,
 }
 
 struct AccessLog<'r> {

@@ -333,18 +333,25 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
             anyhow::bail!("invalid config; nothing started");
         }
     };
+    // The main runtime carries the admin listener, reloads, the file watcher and the store's
+    // background work; the public listener has worker threads of its own (server::run).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let public = tokio::net::TcpListener::bind(config.server.listen)
-            .await
+        let public = server::bind_public(config.server.listen, config.server.workers)
             .with_context(|| format!("binding the public listener on {}", config.server.listen))?;
         let admin = tokio::net::TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding the admin listener on {}", config.admin.listen))?;
-        tracing::info!(listener = "public", addr = %public.local_addr()?, "listening");
+        let public_addr = public
+            .first()
+            .map(|l| l.local_addr())
+            .transpose()?
+            .context("no public socket")?;
+        tracing::info!(listener = "public", addr = %public_addr, workers = public.len(), "listening");
         tracing::info!(listener = "admin", addr = %admin.local_addr()?, "listening");
         server::run(
             Listeners { public, admin },

@@ -22,12 +22,42 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::error::Body;
 use crate::gateway::Gateway;
+use crate::proxy::Proxy;
 use crate::store::{StoreError, TokenStore};
 
-/// The two sockets a node serves on, bound by the caller.
+/// The sockets a node serves on, bound by the caller: one public socket per worker (all on
+/// the same port, see [`bind_public`]) and the admin socket.
 pub struct Listeners {
-    pub public: TcpListener,
+    pub public: Vec<std::net::TcpListener>,
     pub admin: TcpListener,
+}
+
+/// Binds `workers` sockets to `addr` with SO_REUSEPORT, so the kernel spreads connections
+/// over the workers. Port 0 is resolved by the first bind and reused by the rest.
+pub fn bind_public(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        addr = listener.local_addr()?;
+        out.push(listener.into_std()?);
+        #[cfg(not(unix))]
+        break;
+    }
+    Ok(out)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
@@ -58,26 +88,21 @@ pub async fn run(
             grace,
         ))
     };
-    let public = {
+    // The public side: one thread per socket, each a single-threaded runtime with its own
+    // upstream pool. Per-thread runtimes avoid cross-thread wake-ups and work stealing on
+    // the request path; the kernel balances connections across the sockets.
+    let mut workers = Vec::with_capacity(listeners.public.len());
+    for (i, socket) in listeners.public.into_iter().enumerate() {
         let gateway = Arc::clone(&gateway);
-        let tls_source = Arc::clone(&gateway);
-        let stop = wait_for(stop_rx.clone());
-        tokio::spawn(serve(
-            listeners.public,
-            move |req, conn| {
-                let gateway = Arc::clone(&gateway);
-                async move { gateway.handle(req, conn).await }
-            },
-            // Read per connection, so a reload's new certificate serves the next handshake.
-            move || {
-                let rt = tls_source.runtime();
-                rt.config.server.tls.as_ref().map(|t| Arc::clone(&t.rustls))
-            },
-            stop,
-            grace,
-        ))
-    };
-
+        let stop = stop_rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("tollgate-worker-{i}"))
+            .spawn(move || worker(socket, gateway, stop, grace));
+        match spawned {
+            Ok(handle) => workers.push(handle),
+            Err(e) => tracing::error!(error = %e, "could not start a worker thread"),
+        }
+    }
     let watcher = tokio::spawn(watch_file(Arc::clone(&gateway)));
     tokio::pin!(shutdown);
     loop {
@@ -92,9 +117,60 @@ pub async fn run(
     watcher.abort();
     tracing::info!(grace = ?grace, "shutting down: no new connections, draining requests in flight");
     let _ = stop_tx.send(true);
-    let _ = public.await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await;
     let _ = admin.await;
     Ok(())
+}
+
+/// One public worker: serves `socket` on a runtime of its own until `stop`.
+fn worker(
+    socket: std::net::TcpListener,
+    gateway: Arc<Gateway>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start a worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(socket) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "could not register the public socket");
+                return;
+            }
+        };
+        let proxy = Proxy::new();
+        let tls_source = Arc::clone(&gateway);
+        serve(
+            listener,
+            move |req, conn| {
+                let gateway = Arc::clone(&gateway);
+                let proxy = proxy.clone();
+                async move { gateway.handle(&proxy, req, conn).await }
+            },
+            // Read per connection, so a reload's new certificate serves the next handshake.
+            move || {
+                let rt = tls_source.runtime();
+                rt.config.server.tls.as_ref().map(|t| Arc::clone(&t.rustls))
+            },
+            wait_for(stop),
+            grace,
+        )
+        .await;
+    });
 }
 
 /// How often the config file is looked at, and how long a change must settle before it is

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Issuer URL, without a trailing slash.
     pub public_url: String,
     pub shutdown_grace: Duration,
+    /// Threads serving the public listener, each with its own single-threaded runtime and
+    /// upstream pool, sharing the port (SO_REUSEPORT). Default: the cores this process may use.
+    pub workers: usize,
     pub tls: Option<TlsConfig>,
 }
 

@@ -33,6 +33,7 @@ pub struct RawServer {
     pub listen: Str,
     pub public_url: Str,
     pub shutdown_grace: Option<Str>,
+    pub workers: Option<Spanned<i64>>,
     pub tls: Option<RawTls>,
 }
 

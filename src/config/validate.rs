@@ -70,10 +70,19 @@ impl Validator<'_> {
                 }
             }
         });
+        let workers = match &rs.workers {
+            Some(n) if (1..=256).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.d.error(n.span(), "workers must be from 1 to 256");
+                1
+            }
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         let server = ServerConfig {
             listen: listen.unwrap_or_else(unspecified),
             public_url: public_url.trim_end_matches('/').to_owned(),
             shutdown_grace,
+            workers,
             tls,
         };
 
