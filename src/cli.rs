@@ -305,19 +305,7 @@ fn print_human(cmd: &Command, v: &Value) {
             table(&cols, &rows);
         }
         Command::ClientsShow(_) | Command::ClientsCreate(_) => {
-            for key in [
-                "client_id",
-                "name",
-                "version",
-                "description",
-                "type",
-                "redirect_uris",
-                "grants",
-                "scopes",
-                "access_token_ttl",
-                "refresh_count",
-                "source",
-            ] {
+            for key in crate::admin::CLIENT_FIELDS.iter().chain(&["source"]) {
                 println!("{key:<17} {}", s(v, key));
             }
             if let Some(secret) = v.get("client_secret").and_then(Value::as_str) {

@@ -153,6 +153,10 @@ impl OAuthError {
     pub fn invalid_scope(d: impl Into<String>) -> Self {
         Self::new("invalid_scope", StatusCode::BAD_REQUEST, d)
     }
+    /// The tokeninfo endpoint's answer for a token that is not currently valid (400).
+    pub fn invalid_token(d: impl Into<String>) -> Self {
+        Self::new("invalid_token", StatusCode::BAD_REQUEST, d)
+    }
     pub fn method_not_allowed() -> Self {
         Self::new(
             "invalid_request",
@@ -184,17 +188,6 @@ impl OAuthError {
     }
     pub fn server_error(d: impl Into<String>) -> Self {
         Self::new("server_error", StatusCode::INTERNAL_SERVER_ERROR, d)
-    }
-
-    /// This error's status and headers with another `error` code and description (for
-    /// endpoints whose codes are not RFC 6749's, like tokeninfo's `invalid_token`).
-    pub fn into_response_with(self, code: &'static str, description: &str) -> Response<Body> {
-        OAuthError {
-            code,
-            description: description.to_owned(),
-            ..self
-        }
-        .into_response()
     }
 
     pub fn into_response(self) -> Response<Body> {

@@ -91,6 +91,10 @@ impl RouteTable {
         }
     }
 
+    fn has_hosts(&self) -> bool {
+        !self.by_host.is_empty()
+    }
+
     fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<usize> {
         let general = self.any_host.best(method, path);
         let specific = host
@@ -136,8 +140,12 @@ impl RequestIds {
             }
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:016x}{:016x}", self.prefix, n))
-            .unwrap_or(HeaderValue::from_static("0"))
+        // One allocation: the formatted id becomes the header's buffer as is.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
+            "{:016x}{:016x}",
+            self.prefix, n
+        )))
+        .unwrap_or(HeaderValue::from_static("0"))
     }
 }
 
@@ -258,7 +266,9 @@ impl Gateway {
         let rt = self.runtime.load_full();
         let request_id = self.ids.for_request(req.headers());
         let method = req.method().clone();
-        let raw_path = req.uri().path().to_owned();
+        // A Uri clone is a reference-count bump, not a copy of the path.
+        let uri = req.uri().clone();
+        let raw_path = uri.path();
         let mut log = AccessLog {
             route: "-",
             client_id: None,
@@ -271,7 +281,7 @@ impl Gateway {
                 Inbound {
                     conn,
                     request_id: &request_id,
-                    raw_path: &raw_path,
+                    raw_path,
                 },
                 &mut log,
             )
@@ -326,7 +336,8 @@ impl Gateway {
             }
             Err(req) => req,
         };
-        let host = request_host(&req);
+        // Only worth reading (and lower-casing) when some route is bound to a host.
+        let host = rt.routes.has_hosts().then(|| request_host(&req)).flatten();
         let (route, upstreams) = rt
             .route_with_upstreams(host.as_deref(), req.method(), &path)
             .ok_or(GatewayError::NoRoute)?;

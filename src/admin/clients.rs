@@ -16,7 +16,8 @@ use crate::config::{
 use crate::error::json as json_response;
 use crate::gateway::Gateway;
 
-const KEYS: [&str; 10] = [
+/// The fields of a client in the API, in display order (`source` is added on output).
+pub const CLIENT_FIELDS: [&str; 10] = [
     "client_id",
     "name",
     "version",
@@ -279,7 +280,7 @@ fn apply(
             other => {
                 return Err(AdminError::bad_request(format!(
                     "unknown key `{other}` (accepted: {})",
-                    KEYS.join(", ")
+                    CLIENT_FIELDS.join(", ")
                 )));
             }
         }

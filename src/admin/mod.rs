@@ -3,6 +3,8 @@
 //! `admin` scope, issued by this Tollgate.
 
 mod clients;
+
+pub use clients::CLIENT_FIELDS;
 mod explain;
 mod tokens;
 

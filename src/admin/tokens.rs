@@ -143,8 +143,8 @@ pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
     let Some(entry) = store.lookup_access(&hash).await? else {
         return Err(AdminError::not_found(format!("no token {id:?}")));
     };
-    // Its grant holds the refresh token issued with it; revoking the grant takes both.
-    store.revoke_access(&hash).await?;
+    // The grant holds this access token and the refresh token issued with it: revoking the
+    // grant takes both (on every node).
     store.revoke_grant(&entry.token.grant_id).await?;
     tracing::info!(client_id = %entry.token.client_id, "token revoked through the admin API");
     Ok(no_content())

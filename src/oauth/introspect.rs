@@ -103,18 +103,15 @@ pub async fn introspect(
 }
 
 pub async fn tokeninfo(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let invalid = || {
-        OAuthError::invalid_request("")
-            .into_response_with("invalid_token", "token is invalid, expired or revoked")
-    };
+    let invalid =
+        || OAuthError::invalid_token("token is invalid, expired or revoked").into_response();
     let params = match req.uri().query().map(|q| Params::parse(q.as_bytes())) {
         Some(Ok(p)) => p,
         Some(Err(e)) => return e.into_response(),
         None => Params::default(),
     };
     let Some(token) = params.get("access_token") else {
-        return OAuthError::invalid_request("")
-            .into_response_with("invalid_token", "access_token is required");
+        return OAuthError::invalid_token("access_token is required").into_response();
     };
     let entry = match ctx.store.lookup_access(&TokenHash::of(token)).await {
         Ok(Some(e)) if !e.revoked && !e.token.is_expired(now_millis()) => e,
