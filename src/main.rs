@@ -27,13 +27,20 @@ struct Cli {
     #[arg(long, env = "TOLLGATE_ADMIN_URL")]
     admin_url: Option<String>,
     /// Admin commands: an access token with the `admin` scope.
-    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    // Tokens and secrets are base64url and may start with "-": never read them as flags.
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     token: Option<String>,
     /// Admin commands: get the token with this client's credentials instead (scope admin).
     #[arg(long = "client-id", env = "TOLLGATE_CLIENT_ID")]
     admin_client_id: Option<String>,
     #[arg(
         long = "client-secret",
+        allow_hyphen_values = true,
         env = "TOLLGATE_CLIENT_SECRET",
         hide_env_values = true
     )]
@@ -75,7 +82,7 @@ enum Command {
         #[arg(long)]
         path: String,
         /// The token to explain.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         explain_token: String,
     },
 }
@@ -400,5 +407,35 @@ fn hangups() -> impl futures_util::Stream<Item = ()> + Unpin + Send {
     #[cfg(not(unix))]
     {
         futures_util::stream::pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tokens and secrets are base64url, so one in 32 starts with "-"; they must still parse
+    /// as values, not flags.
+    #[test]
+    fn hyphen_leading_tokens_and_secrets_are_values() {
+        let cli = Cli::try_parse_from([
+            "tollgate",
+            "--token",
+            "-dtoken",
+            "--client-secret",
+            "-secret",
+            "explain",
+            "--path",
+            "/x",
+            "--explain-token",
+            "-explained",
+        ])
+        .expect("parses");
+        assert_eq!(cli.token.as_deref(), Some("-dtoken"));
+        assert_eq!(cli.admin_client_secret.as_deref(), Some("-secret"));
+        match cli.command {
+            Some(Command::Explain { explain_token, .. }) => assert_eq!(explain_token, "-explained"),
+            _ => panic!("explain expected"),
+        }
     }
 }
