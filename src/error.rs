@@ -11,7 +11,7 @@ use hyper::{Response, StatusCode};
 use crate::pattern::PathError;
 
 /// Body of every response Tollgate sends: streamed from an upstream, or made here.
-pub type Body = Either<hyper::body::Incoming, Full<Bytes>>;
+pub type Body = Either<crate::proxy::PooledBody, Full<Bytes>>;
 
 /// A complete body made by the gateway.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

@@ -1,26 +1,25 @@
 //! Forwarding to upstreams: the pooled keep-alive client, round-robin over a route's
 //! upstreams (skipping ones that just failed), and header hygiene (SPEC §4 step 4).
 
+mod pool;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use http_body_util::{Either, Empty};
 use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{HeaderMap, Request, Response, Uri, Version};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
+pub use self::pool::PooledBody;
+use self::pool::{Endpoint, Pool, SendError};
 use crate::auth::Permit;
 use crate::error::{Body, GatewayError};
 
 /// How long an upstream that refused a connection is skipped by round-robin.
 const FAILED_UPSTREAM_PAUSE: Duration = Duration::from_secs(2);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -49,43 +48,60 @@ fn clock_ms() -> u64 {
     EPOCH.elapsed().as_millis() as u64
 }
 
-type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// Ids for targets, so each compiled config's targets have connections of their own.
+static NEXT_TARGET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// TLS for `https://` upstreams without `upstream_ca`: the system's roots, read once.
+static SYSTEM_TLS: LazyLock<Arc<rustls::ClientConfig>> =
+    LazyLock::new(|| Arc::new(http1_only(system_roots())));
 
 /// One upstream of a route.
 struct Target {
-    scheme: Scheme,
+    id: u64,
     authority: Authority,
+    /// Host to connect to (IPv6 without brackets) and port (the scheme's default if none).
+    host: String,
+    port: u16,
+    https: bool,
+    /// `Host` header sent upstream: the upstream URL's authority.
+    host_header: HeaderValue,
     /// Path prefix from the upstream URL, without a trailing slash ("" for none).
     base_path: String,
     /// Skip this target until this time (ms on [`clock_ms`]).
     down_until: AtomicU64,
 }
 
+impl Target {
+    fn new(uri: &Uri) -> Option<Target> {
+        let authority = uri.authority()?.clone();
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        Some(Target {
+            id: NEXT_TARGET_ID.fetch_add(1, Ordering::Relaxed),
+            host: authority.host().trim_matches(['[', ']']).to_owned(),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            https,
+            host_header: HeaderValue::from_str(authority.as_str()).ok()?,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            down_until: AtomicU64::new(0),
+        })
+    }
+}
+
 /// A route's upstreams with their round-robin cursor.
 pub struct Upstreams {
     targets: Vec<Target>,
     next: AtomicUsize,
-    /// A client of the route's own, when it trusts its own CA for `https://` upstreams.
-    client: Option<UpstreamClient>,
+    /// The route's own TLS config, when it trusts its own CA for `https://` upstreams.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Upstreams {
     pub fn new(uris: &[Uri], ca: Option<&Arc<rustls::ClientConfig>>) -> Upstreams {
-        let targets = uris
-            .iter()
-            .filter_map(|u| {
-                Some(Target {
-                    scheme: u.scheme().cloned().unwrap_or(Scheme::HTTP),
-                    authority: u.authority()?.clone(),
-                    base_path: u.path().trim_end_matches('/').to_owned(),
-                    down_until: AtomicU64::new(0),
-                })
-            })
-            .collect();
         Upstreams {
-            targets,
+            targets: uris.iter().filter_map(Target::new).collect(),
             next: AtomicUsize::new(0),
-            client: ca.map(|tls| build_client((**tls).clone())),
+            tls: ca.map(|tls| Arc::new(http1_only((**tls).clone()))),
         }
     }
 
@@ -101,6 +117,17 @@ impl Upstreams {
         let down = rotated.filter(move |t| t.down_until.load(Ordering::Relaxed) > now);
         up.chain(down)
     }
+
+    fn endpoint<'a>(&'a self, target: &'a Target) -> Endpoint<'a> {
+        Endpoint {
+            id: target.id,
+            host: &target.host,
+            port: target.port,
+            tls: target
+                .https
+                .then(|| self.tls.as_ref().unwrap_or(&SYSTEM_TLS)),
+        }
+    }
 }
 
 /// What the gateway knows about the inbound request, for the forwarding headers.
@@ -114,29 +141,10 @@ pub struct Forward<'a> {
     pub keep_authorization: bool,
 }
 
-/// The shared upstream client (connection pool): plain HTTP, and HTTPS verified against the
-/// system's roots.
-#[derive(Clone)]
-pub struct Proxy {
-    client: UpstreamClient,
-}
-
-/// A pooled client speaking HTTP/1.1 to `http://` upstreams and, through `tls`, to `https://`.
-fn build_client(tls: rustls::ClientConfig) -> UpstreamClient {
-    // hyper-rustls sets the ALPN list itself (http/1.1) and refuses a preset one.
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.enforce_http(false);
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(1024)
-        .build(connector)
+/// Upstream connections speak HTTP/1.1, so that is all the TLS handshake offers.
+fn http1_only(mut tls: rustls::ClientConfig) -> rustls::ClientConfig {
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls
 }
 
 /// The system's trusted roots (those rustls-native-certs can read; none if it reads none,
@@ -157,6 +165,12 @@ fn system_roots() -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
+/// A worker's upstream client: its own connection pool (see [`pool`]).
+#[derive(Clone)]
+pub struct Proxy {
+    pool: Pool,
+}
+
 impl Default for Proxy {
     fn default() -> Self {
         Self::new()
@@ -165,9 +179,7 @@ impl Default for Proxy {
 
 impl Proxy {
     pub fn new() -> Proxy {
-        Proxy {
-            client: build_client(system_roots()),
-        }
+        Proxy { pool: Pool::new() }
     }
 
     /// Sends the request to one of `upstreams` and returns its response, streaming both ways.
@@ -179,70 +191,77 @@ impl Proxy {
         fwd: &Forward<'_>,
     ) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = req.into_parts();
-        let query = parts.uri.query().map(str::to_owned);
         prepare_headers(&mut parts.headers, permit, fwd, parts.uri.authority());
-        parts.version = Version::HTTP_11;
-        // A request without a body can be re-sent to the next upstream when a connection is
-        // refused; one with a body cannot, as the body is consumed by the first attempt.
+        // A request without a body can be re-sent (to the next upstream when a connection is
+        // refused); one with a body cannot, as the body is consumed by the first attempt.
         let retryable = hyper::body::Body::is_end_stream(&body);
+        // Sent, then found the kept-alive connection closed: re-sent once, if idempotent.
+        let mut resend_once = retryable && parts.method.is_idempotent();
         let mut body = Some(body);
-        let mut last = GatewayError::BadGateway;
-        let client = upstreams.client.as_ref().unwrap_or(&self.client);
-        for target in upstreams.order() {
-            let Some(uri) = upstream_uri(target, fwd.path, query.as_deref()) else {
+        let query = parts.uri.query();
+        let mut targets = upstreams.order().peekable();
+        while let Some(target) = targets.peek().copied() {
+            let Some(path) = upstream_path(target, fwd.path, query) else {
                 return Err(GatewayError::BadGateway);
             };
             let outbound_body = match body.take() {
-                Some(b) => Body::Left(b),
-                None => crate::error::full(bytes::Bytes::new()),
+                Some(b) => Either::Left(b),
+                None => Either::Right(Empty::new()),
             };
             let mut req = Request::new(outbound_body);
             *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = uri;
+            *req.uri_mut() = Uri::from(path);
             *req.version_mut() = Version::HTTP_11;
             *req.headers_mut() = if retryable {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
             };
-            match tokio::time::timeout(fwd.timeout, client.request(req)).await {
+            req.headers_mut().insert(HOST, target.host_header.clone());
+            let endpoint = upstreams.endpoint(target);
+            let e = match tokio::time::timeout(fwd.timeout, self.pool.send(&endpoint, req)).await {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
                 Ok(Ok(mut resp)) => {
                     strip_hop_by_hop(resp.headers_mut());
-                    return Ok(resp.map(Body::Left));
+                    return Ok(resp.map(Either::Left));
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(upstream = %target.authority, error = %e, "upstream request failed");
-                    if !e.is_connect() {
-                        return Err(GatewayError::BadGateway);
-                    }
+                Ok(Err(e)) => e,
+            };
+            match e {
+                SendError::Closed(_) if resend_once => {
+                    tracing::debug!(upstream = %target.authority, error = %e, "sending again on a new connection");
+                    resend_once = false;
+                    continue;
+                }
+                SendError::Connect(_) => {
+                    tracing::warn!(upstream = %target.authority, error = %e, "upstream connection failed");
                     target.down_until.store(
                         clock_ms() + FAILED_UPSTREAM_PAUSE.as_millis() as u64,
                         Ordering::Relaxed,
                     );
-                    last = GatewayError::BadGateway;
                     if !retryable {
-                        return Err(last);
+                        return Err(GatewayError::BadGateway);
                     }
+                    targets.next();
+                }
+                SendError::Closed(_) | SendError::Request(_) => {
+                    tracing::warn!(upstream = %target.authority, error = %e, "upstream request failed");
+                    return Err(GatewayError::BadGateway);
                 }
             }
         }
-        Err(last)
+        Err(GatewayError::BadGateway)
     }
 }
 
-fn upstream_uri(target: &Target, path: &str, query: Option<&str>) -> Option<Uri> {
-    let pq = match query {
-        Some(q) => format!("{}{}?{}", target.base_path, path, q),
-        None if target.base_path.is_empty() => path.to_owned(),
-        None => format!("{}{}", target.base_path, path),
-    };
-    Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(PathAndQuery::try_from(pq).ok()?)
-        .build()
-        .ok()
+/// The origin-form request target sent upstream: the upstream URL's path, then the request's.
+fn upstream_path(target: &Target, path: &str, query: Option<&str>) -> Option<PathAndQuery> {
+    match query {
+        Some(q) => PathAndQuery::try_from(format!("{}{}?{}", target.base_path, path, q)),
+        None if target.base_path.is_empty() => PathAndQuery::try_from(path),
+        None => PathAndQuery::try_from(format!("{}{}", target.base_path, path)),
+    }
+    .ok()
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.

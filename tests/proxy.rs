@@ -536,3 +536,49 @@ async fn access_log_names_the_request() {
         "access log line lacks the path: {line}"
     );
 }
+
+/// An upstream that drops a kept-alive connection when the next request arrives on it (a
+/// keep-alive timeout shorter than the gateway's) costs the client nothing: a request without
+/// a body is sent again on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_dropping_kept_alive_connections_is_invisible() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh")
+                    .await;
+                let _ = stream.read(&mut buf).await; // the next request: hang up on it
+            });
+        }
+    });
+    let fx = Fixture::start_with(Store::memory(), |c| {
+        c.extra.push_str(&format!(
+            "\n[[routes]]\nname = \"flaky\"\npath = \"/rr/flaky/*\"\nupstreams = [\"http://127.0.0.1:{port}\"]\n"
+        ));
+    })
+    .await;
+    let token = fx.client_token(Some("infra")).await;
+    for i in 0..4 {
+        let resp = fx.get(&format!("/rr/flaky/{i}"), Some(&token)).await;
+        assert_eq!(resp.status, 200, "request {i}: {resp}");
+        assert_eq!(resp.body, "fresh");
+    }
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 4,
+        "each request needed a connection of its own"
+    );
+}

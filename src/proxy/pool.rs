@@ -1,0 +1,470 @@
+//! The upstream connection pool of one worker runtime: HTTP/1.1 connections on
+//! `hyper::client::conn::http1`, kept idle per upstream target and reused most recently used
+//! first. A connection goes back to the pool the moment its response body has been read to
+//! the end, so the next request can take it while the client is still receiving this one.
+//!
+//! What a pool needs besides: a request that meets a connection the upstream has just closed
+//! (hyper hands the unsent request back) is sent again on another connection; connections
+//! idle longer than [`IDLE_TIMEOUT`] are closed; at most [`MAX_IDLE_PER_TARGET`] are kept.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustc_hash::FxBuildHasher;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+/// Body sent upstream: the client's own, or nothing (a retried request without a body).
+pub type OutboundBody = Either<Incoming, Empty<Bytes>>;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections older than this are closed (nginx's upstream `keepalive_timeout` is 60 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per target and worker; more are closed when handed back.
+pub const MAX_IDLE_PER_TARGET: usize = 1024;
+/// How often idle connections are looked over for age and upstream closes.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Where to connect: one upstream target (identified by the id it got when the config was
+/// compiled, so a reload starts fresh connections and the old ones age out).
+pub struct Endpoint<'a> {
+    pub id: u64,
+    pub host: &'a str,
+    pub port: u16,
+    /// `Some` for `https://` upstreams: the TLS config to verify them with.
+    pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+}
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made: safe to try another upstream.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// A kept-alive connection closed before any answer: the upstream dropped it while it
+    /// sat idle. The request was sent, so only an idempotent one may be sent again.
+    #[error("idle connection closed by the upstream: {0}")]
+    Closed(hyper::Error),
+    /// The request failed on an established connection.
+    #[error("{0}")]
+    Request(hyper::Error),
+}
+
+struct Idle {
+    sender: SendRequest<OutboundBody>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Shared {
+    idle: Mutex<HashMap<u64, Vec<Idle>, FxBuildHasher>>,
+    /// Whether the sweeper runs (started with the first idle connection).
+    sweeping: AtomicBool,
+}
+
+impl Shared {
+    fn take(&self, id: u64) -> Option<SendRequest<OutboundBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(&id)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() < IDLE_TIMEOUT && !conn.sender.is_closed() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn give_back(self: &Arc<Self>, id: u64, sender: SendRequest<OutboundBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
+            tokio::spawn(sweeper(Arc::downgrade(self)));
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(id).or_default();
+        if list.len() < MAX_IDLE_PER_TARGET {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Drops connections that aged out or that the upstream closed, and empty lists.
+    fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|c| c.since.elapsed() < IDLE_TIMEOUT && !c.sender.is_closed());
+            !list.is_empty()
+        });
+    }
+}
+
+/// One worker's pool. Cheap to clone (shared inside). Its sweeper runs on the runtime that
+/// first pools a connection, until the pool is dropped.
+#[derive(Clone, Default)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+impl Pool {
+    pub fn new() -> Pool {
+        Pool {
+            shared: Arc::new(Shared::default()),
+        }
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to `to` on an idle connection or a new one.
+    pub async fn send(
+        &self,
+        to: &Endpoint<'_>,
+        mut req: Request<OutboundBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        // Idle connections first; one the upstream closed in the meantime hands the request
+        // back unsent, and the next is tried.
+        while let Some(mut sender) = self.shared.take(to.id) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.lease(to.id, sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None if e.error().is_incomplete_message() => {
+                        return Err(SendError::Closed(e.into_error()));
+                    }
+                    None => return Err(SendError::Request(e.into_error())),
+                },
+            }
+        }
+        let mut sender = connect(to).await?;
+        match sender.send_request(req).await {
+            Ok(resp) => Ok(self.lease(to.id, sender, resp)),
+            Err(e) => Err(SendError::Request(e)),
+        }
+    }
+
+    fn lease(
+        &self,
+        id: u64,
+        sender: SendRequest<OutboundBody>,
+        resp: Response<Incoming>,
+    ) -> Response<PooledBody> {
+        let lease = Lease {
+            pool: Arc::clone(&self.shared),
+            id,
+            sender,
+        };
+        resp.map(|inner| {
+            let mut body = PooledBody {
+                inner,
+                lease: Some(lease),
+            };
+            // A response without a body (204, 304, HEAD, Content-Length: 0) is complete now.
+            body.release_if_done();
+            body
+        })
+    }
+
+    /// Idle connections held for target `id` (for tests).
+    #[cfg(test)]
+    fn idle_count(&self, id: u64) -> usize {
+        let idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.get(&id).map_or(0, Vec::len)
+    }
+}
+
+async fn sweeper(shared: Weak<Shared>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match shared.upgrade() {
+            Some(shared) => shared.sweep(),
+            None => return,
+        }
+    }
+}
+
+/// Opens a connection (TCP, then TLS for `https://`) and starts its HTTP/1.1 task.
+async fn connect(to: &Endpoint<'_>) -> Result<SendRequest<OutboundBody>, SendError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((to.host, to.port)))
+        .await
+        .map_err(|_| {
+            SendError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        })?
+        .map_err(SendError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    match to.tls {
+        None => handshake(tcp).await,
+        Some(config) => {
+            let name = ServerName::try_from(to.host.to_owned()).map_err(|e| {
+                SendError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+            })?;
+            let tls = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| {
+                SendError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            })?
+            .map_err(SendError::Connect)?;
+            handshake(tls).await
+        }
+    }
+}
+
+async fn handshake<T>(io: T) -> Result<SendRequest<OutboundBody>, SendError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(SendError::Request)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// A connection lent to one response, until its body ends.
+struct Lease {
+    pool: Arc<Shared>,
+    id: u64,
+    sender: SendRequest<OutboundBody>,
+}
+
+/// An upstream response body that hands its connection back to the pool once read to the
+/// end. Dropped before that (the client went away), it closes the connection instead.
+pub struct PooledBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("inner", &self.inner)
+            .field("pooled", &self.lease.is_some())
+            .finish()
+    }
+}
+
+impl PooledBody {
+    fn release_if_done(&mut self) {
+        if self.inner.is_end_stream() {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.pool.give_back(lease.id, lease.sender);
+        }
+    }
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            None => this.release(),
+            Some(Ok(_)) => this.release_if_done(),
+            Some(Err(_)) => this.lease = None,
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::AtomicUsize;
+
+    /// An upstream that counts the connections it accepted and answers "ok" to each request;
+    /// it closes a connection after `per_conn` requests when that is set.
+    async fn upstream(per_conn: Option<usize>) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let served = Arc::new(AtomicUsize::new(0));
+                    let svc = hyper::service::service_fn(move |_req| {
+                        let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                        let mut resp = Response::new(http_body_util::Full::new(Bytes::from("ok")));
+                        if per_conn == Some(n) {
+                            resp.headers_mut().insert(
+                                "connection",
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
+                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn get() -> Request<OutboundBody> {
+        Request::builder()
+            .uri("/")
+            .header("host", "upstream")
+            .body(Either::Right(Empty::new()))
+            .expect("request")
+    }
+
+    async fn fetch(pool: &Pool, to: &Endpoint<'_>) -> Bytes {
+        let resp = pool.send(to, get()).await.expect("response");
+        resp.into_body().collect().await.expect("body").to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_body_has_been_read() {
+        let (port, accepted) = upstream(None).await;
+        let pool = Pool::new();
+        let to = Endpoint {
+            id: 1,
+            host: "127.0.0.1",
+            port,
+            tls: None,
+        };
+        for _ in 0..5 {
+            assert_eq!(fetch(&pool, &to).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_count(1), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unread_body_keeps_its_connection_from_others_and_drops_it() {
+        let (port, accepted) = upstream(None).await;
+        let pool = Pool::new();
+        let to = Endpoint {
+            id: 1,
+            host: "127.0.0.1",
+            port,
+            tls: None,
+        };
+        let first = pool.send(&to, get()).await.expect("first");
+        // The first body is not read yet: the second request needs a connection of its own.
+        assert_eq!(fetch(&pool, &to).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        drop(first);
+        assert_eq!(
+            pool.idle_count(1),
+            1,
+            "the abandoned connection is not pooled"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_replaced_without_an_error() {
+        let (port, accepted) = upstream(Some(1)).await;
+        let pool = Pool::new();
+        let to = Endpoint {
+            id: 1,
+            host: "127.0.0.1",
+            port,
+            tls: None,
+        };
+        for _ in 0..4 {
+            assert_eq!(fetch(&pool, &to).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_closed_on_the_next_request_is_reported_as_closed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Answers the first request on a connection, then closes it when the next arrives.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    let _ = stream.read(&mut buf).await;
+                });
+            }
+        });
+        let pool = Pool::new();
+        let to = Endpoint {
+            id: 1,
+            host: "127.0.0.1",
+            port,
+            tls: None,
+        };
+        assert_eq!(fetch(&pool, &to).await, "ok");
+        let err = pool.send(&to, get()).await.expect_err("closed");
+        assert!(matches!(err, SendError::Closed(_)), "{err:?}");
+        assert_eq!(fetch(&pool, &to).await, "ok", "a new connection follows");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let pool = Pool::new();
+        let to = Endpoint {
+            id: 1,
+            host: "127.0.0.1",
+            port,
+            tls: None,
+        };
+        let err = pool.send(&to, get()).await.expect_err("refused");
+        assert!(matches!(err, SendError::Connect(_)), "{err:?}");
+    }
+}
