@@ -94,7 +94,7 @@ impl Metrics {
     pub fn request(&self, route: &str, status: u16, took: Duration) {
         use std::hash::{Hash, Hasher};
         self.request_duration.observe(took);
-        let mut h = std::hash::DefaultHasher::new();
+        let mut h = rustc_hash::FxHasher::default();
         (route, status).hash(&mut h);
         let key = h.finish();
         // Read-lock fast path: the (route, status) pair almost always exists already.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http_body_util::{Either, Empty};
 use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
@@ -30,16 +31,19 @@ static X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 static X_AUTH_SCOPE: HeaderName = HeaderName::from_static("x-auth-scope");
 
 /// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy ones proxies also drop.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    hyper::header::PROXY_AUTHENTICATE,
-    hyper::header::PROXY_AUTHORIZATION,
-    hyper::header::TE,
-    hyper::header::TRAILER,
-    hyper::header::UPGRADE,
-];
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    )
+}
 
 /// Process start, as the zero point of the `down_until` clocks.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -222,7 +226,7 @@ impl Proxy {
             let e = match tokio::time::timeout(fwd.timeout, self.pool.send(&endpoint, req)).await {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
                 Ok(Ok(mut resp)) => {
-                    strip_hop_by_hop(resp.headers_mut());
+                    strip_hop_by_hop(resp.headers_mut(), |_| false);
                     return Ok(resp.map(Either::Left));
                 }
                 Ok(Err(e)) => e,
@@ -264,18 +268,47 @@ fn upstream_path(target: &Target, path: &str, query: Option<&str>) -> Option<Pat
     .ok()
 }
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
+/// Removes hop-by-hop headers, any header the `Connection` header names, and any `also`
+/// picks. One scan of the names; when there is nothing to remove, nothing is allocated.
+fn strip_hop_by_hop(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
+    let listed: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+    for token in listed
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    {
+        // By name as text: no HeaderName is built, and a malformed name matches nothing.
+        headers.remove(token.trim());
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name.as_str()) || also(name.as_str()))
+        .cloned()
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in doomed {
         headers.remove(name);
     }
+}
+
+/// An address as text; IPv4 by hand, as `Display` costs as much as the rest of the headers.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
 }
 
 /// Rewrites the inbound headers for the upstream (SPEC §4 step 4).
@@ -285,16 +318,8 @@ fn prepare_headers(
     fwd: &Forward<'_>,
     uri_authority: Option<&Authority>,
 ) {
-    strip_hop_by_hop(headers);
     // Identity headers are the gateway's word; a client must never be able to set them.
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-auth-"))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
+    strip_hop_by_hop(headers, |name| name.starts_with("x-auth-"));
     if !fwd.keep_authorization {
         headers.remove(hyper::header::AUTHORIZATION);
     }
@@ -304,12 +329,13 @@ fn prepare_headers(
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    let client_ip = fwd.remote.to_string();
+    let client_ip = ip_text(fwd.remote);
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client_ip}"),
         _ => client_ip,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    // The formatted string becomes the header's buffer as is (no second copy).
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
@@ -329,7 +355,7 @@ fn prepare_headers(
         {
             headers.insert(X_AUTH_SUBJECT.clone(), user);
         }
-        if let Ok(v) = HeaderValue::from_str(&t.scope_string()) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(t.scope_string())) {
             headers.insert(X_AUTH_SCOPE.clone(), v);
         }
     }
@@ -353,9 +379,24 @@ mod tests {
         ] {
             h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
-        strip_hop_by_hop(&mut h);
+        strip_hop_by_hop(&mut h, |_| false);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.9.99",
+            "::1",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]

@@ -159,7 +159,9 @@ fn worker(
             move |req, conn| {
                 let gateway = Arc::clone(&gateway);
                 let proxy = proxy.clone();
-                async move { gateway.handle(&proxy, req, conn).await }
+                // Boxed once here: hyper moves a service's future several times per request,
+                // and the pipeline's is kilobytes; a box makes each of those moves a pointer.
+                Box::pin(async move { gateway.handle(&proxy, req, conn).await })
             },
             // Read per connection, so a reload's new certificate serves the next handshake.
             move || {

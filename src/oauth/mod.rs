@@ -99,7 +99,22 @@ pub async fn route(
             response: OAuthError::method_not_allowed().into_response(),
         });
     }
-    let (client_id, response) = match endpoint {
+    // Boxed: the endpoints' futures are large, and unboxed they would make every proxied
+    // request's future (moved several times per request) as large as the largest of them.
+    let (client_id, response) = Box::pin(serve(ctx, endpoint, req)).await;
+    Ok(Handled {
+        endpoint,
+        client_id,
+        response,
+    })
+}
+
+async fn serve(
+    ctx: &Ctx<'_>,
+    endpoint: &str,
+    req: Request<hyper::body::Incoming>,
+) -> (Option<String>, Response<Body>) {
+    match endpoint {
         "token" => token::handle(ctx, req).await,
         "revoke" => revoke::handle(ctx, req).await,
         "introspect" => introspect::introspect(ctx, req).await,
@@ -108,10 +123,5 @@ pub async fn route(
         "login" => (None, authorize::login(ctx, req).await),
         _ if req.method() == Method::GET => (None, authorize::consent_page(ctx, req).await),
         _ => authorize::consent_decision(ctx, req).await,
-    };
-    Ok(Handled {
-        endpoint,
-        client_id,
-        response,
-    })
+    }
 }

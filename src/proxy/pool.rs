@@ -148,7 +148,8 @@ impl Pool {
                 },
             }
         }
-        let mut sender = connect(to).await?;
+        // Boxed: connecting (TCP, TLS, handshake) is rare and its future is large.
+        let mut sender = Box::pin(connect(to)).await?;
         match sender.send_request(req).await {
             Ok(resp) => Ok(self.lease(to.id, sender, resp)),
             Err(e) => Err(SendError::Request(e)),

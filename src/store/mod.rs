@@ -91,12 +91,15 @@ impl TokenStore {
     ) -> Result<Option<Arc<AccessEntry>>, StoreError> {
         match (&*self.backend, &self.cache) {
             (BackendImpl::Memory(m), _) => Ok(m.get_access(hash)),
+            // The Redis round trip's future is boxed, so a cache hit's future stays small.
             (BackendImpl::Redis(r), Some(cache)) => {
                 cache
-                    .get_or_fetch(*hash, || self.fetch_timed(r, hash))
+                    .get_or_fetch(*hash, || Box::pin(self.fetch_timed(r, hash)))
                     .await
             }
-            (BackendImpl::Redis(r), None) => Ok(self.fetch_timed(r, hash).await?.map(Arc::new)),
+            (BackendImpl::Redis(r), None) => {
+                Ok(Box::pin(self.fetch_timed(r, hash)).await?.map(Arc::new))
+            }
         }
     }
 
