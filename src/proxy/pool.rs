@@ -200,15 +200,7 @@ async fn sweeper(shared: Weak<Shared>) {
 
 /// Opens a connection (TCP, then TLS for `https://`) and starts its HTTP/1.1 task.
 async fn connect(to: &Endpoint<'_>) -> Result<SendRequest<OutboundBody>, SendError> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((to.host, to.port)))
-        .await
-        .map_err(|_| {
-            SendError::Connect(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        })?
-        .map_err(SendError::Connect)?;
+    let tcp = within_connect_timeout("connect", TcpStream::connect((to.host, to.port))).await?;
     let _ = tcp.set_nodelay(true);
     match to.tls {
         None => handshake(tcp).await,
@@ -216,20 +208,25 @@ async fn connect(to: &Endpoint<'_>) -> Result<SendRequest<OutboundBody>, SendErr
             let name = ServerName::try_from(to.host.to_owned()).map_err(|e| {
                 SendError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
             })?;
-            let tls = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp),
-            )
-            .await
-            .map_err(|_| {
-                SendError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "TLS handshake timed out",
-                ))
-            })?
-            .map_err(SendError::Connect)?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+            let tls = within_connect_timeout("TLS handshake", connector.connect(name, tcp)).await?;
             handshake(tls).await
         }
+    }
+}
+
+/// One step of opening a connection, bounded by [`CONNECT_TIMEOUT`]; any failure is a
+/// [`SendError::Connect`].
+async fn within_connect_timeout<T>(
+    step: &str,
+    io: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, io).await {
+        Ok(result) => result.map_err(SendError::Connect),
+        Err(_) => Err(SendError::Connect(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{step} timed out"),
+        ))),
     }
 }
 
@@ -352,6 +349,16 @@ mod tests {
         (port, accepted)
     }
 
+    /// Target 1: plain HTTP on a loopback port.
+    fn local(port: u16) -> Endpoint<'static> {
+        Endpoint {
+            id: 1,
+            host: "127.0.0.1",
+            port,
+            tls: None,
+        }
+    }
+
     fn get() -> Request<OutboundBody> {
         Request::builder()
             .uri("/")
@@ -369,12 +376,7 @@ mod tests {
     async fn a_connection_is_reused_once_its_body_has_been_read() {
         let (port, accepted) = upstream(None).await;
         let pool = Pool::new();
-        let to = Endpoint {
-            id: 1,
-            host: "127.0.0.1",
-            port,
-            tls: None,
-        };
+        let to = local(port);
         for _ in 0..5 {
             assert_eq!(fetch(&pool, &to).await, "ok");
         }
@@ -386,12 +388,7 @@ mod tests {
     async fn an_unread_body_keeps_its_connection_from_others_and_drops_it() {
         let (port, accepted) = upstream(None).await;
         let pool = Pool::new();
-        let to = Endpoint {
-            id: 1,
-            host: "127.0.0.1",
-            port,
-            tls: None,
-        };
+        let to = local(port);
         let first = pool.send(&to, get()).await.expect("first");
         // The first body is not read yet: the second request needs a connection of its own.
         assert_eq!(fetch(&pool, &to).await, "ok");
@@ -408,12 +405,7 @@ mod tests {
     async fn a_connection_the_upstream_closed_is_replaced_without_an_error() {
         let (port, accepted) = upstream(Some(1)).await;
         let pool = Pool::new();
-        let to = Endpoint {
-            id: 1,
-            host: "127.0.0.1",
-            port,
-            tls: None,
-        };
+        let to = local(port);
         for _ in 0..4 {
             assert_eq!(fetch(&pool, &to).await, "ok");
         }
@@ -441,12 +433,7 @@ mod tests {
             }
         });
         let pool = Pool::new();
-        let to = Endpoint {
-            id: 1,
-            host: "127.0.0.1",
-            port,
-            tls: None,
-        };
+        let to = local(port);
         assert_eq!(fetch(&pool, &to).await, "ok");
         let err = pool.send(&to, get()).await.expect_err("closed");
         assert!(matches!(err, SendError::Closed(_)), "{err:?}");
@@ -459,12 +446,7 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         drop(listener);
         let pool = Pool::new();
-        let to = Endpoint {
-            id: 1,
-            host: "127.0.0.1",
-            port,
-            tls: None,
-        };
+        let to = local(port);
         let err = pool.send(&to, get()).await.expect_err("refused");
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
     }
