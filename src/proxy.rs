@@ -15,7 +15,7 @@ use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{HeaderMap, Request, Response, Uri, Version};
 
 pub use self::pool::PooledBody;
-use self::pool::{Endpoint, Pool, SendError};
+use self::pool::{Endpoint, Pool, Reuse, SendError};
 use crate::auth::Permit;
 use crate::error::{Body, GatewayError};
 
@@ -170,22 +170,12 @@ fn system_roots() -> rustls::ClientConfig {
 }
 
 /// A worker's upstream client: its own connection pool (see [`pool`]).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Proxy {
     pool: Pool,
 }
 
-impl Default for Proxy {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Proxy {
-    pub fn new() -> Proxy {
-        Proxy { pool: Pool::new() }
-    }
-
     /// Sends the request to one of `upstreams` and returns its response, streaming both ways.
     pub async fn forward(
         &self,
@@ -201,6 +191,7 @@ impl Proxy {
         let retryable = hyper::body::Body::is_end_stream(&body);
         // Sent, then found the kept-alive connection closed: re-sent once, if idempotent.
         let mut resend_once = retryable && parts.method.is_idempotent();
+        let mut reuse = Reuse::Idle;
         let mut body = Some(body);
         let query = parts.uri.query();
         let mut targets = upstreams.order().peekable();
@@ -223,7 +214,9 @@ impl Proxy {
             };
             req.headers_mut().insert(HOST, target.host_header.clone());
             let endpoint = upstreams.endpoint(target);
-            let e = match tokio::time::timeout(fwd.timeout, self.pool.send(&endpoint, req)).await {
+            let e = match tokio::time::timeout(fwd.timeout, self.pool.send(&endpoint, req, reuse))
+                .await
+            {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
                 Ok(Ok(mut resp)) => {
                     strip_hop_by_hop(resp.headers_mut(), |_| false);
@@ -235,6 +228,7 @@ impl Proxy {
                 SendError::Closed(_) if resend_once => {
                     tracing::debug!(upstream = %target.authority, error = %e, "sending again on a new connection");
                     resend_once = false;
+                    reuse = Reuse::NewOnly;
                     continue;
                 }
                 SendError::Connect(_) => {
@@ -247,6 +241,7 @@ impl Proxy {
                         return Err(GatewayError::BadGateway);
                     }
                     targets.next();
+                    reuse = Reuse::Idle;
                 }
                 SendError::Closed(_) | SendError::Request(_) => {
                     tracing::warn!(upstream = %target.authority, error = %e, "upstream request failed");

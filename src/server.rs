@@ -152,7 +152,7 @@ fn worker(
                 return;
             }
         };
-        let proxy = Proxy::new();
+        let proxy = Proxy::default();
         let tls_source = Arc::clone(&gateway);
         serve(
             listener,

@@ -3,9 +3,14 @@
 //! first. A connection goes back to the pool the moment its response body has been read to
 //! the end, so the next request can take it while the client is still receiving this one.
 //!
-//! What a pool needs besides: a request that meets a connection the upstream has just closed
-//! (hyper hands the unsent request back) is sent again on another connection; connections
-//! idle longer than [`IDLE_TIMEOUT`] are closed; at most [`MAX_IDLE_PER_TARGET`] are kept.
+//! What a pool needs besides:
+//! - a request that meets a connection the upstream has just closed, before it was written
+//!   (hyper hands it back), goes out on another connection;
+//! - one that was written and then saw the connection close is [`SendError::Closed`]: the
+//!   caller, which knows whether the request may be repeated, sends it again with
+//!   [`Reuse::NewOnly`];
+//! - connections idle longer than [`IDLE_TIMEOUT`] are closed; at most
+//!   [`MAX_IDLE_PER_TARGET`] are kept.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -27,11 +32,11 @@ use tokio::net::TcpStream;
 /// Body sent upstream: the client's own, or nothing (a retried request without a body).
 pub type OutboundBody = Either<Incoming, Empty<Bytes>>;
 
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed (nginx's upstream `keepalive_timeout` is 60 s).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per target and worker; more are closed when handed back.
-pub const MAX_IDLE_PER_TARGET: usize = 1024;
+const MAX_IDLE_PER_TARGET: usize = 1024;
 /// How often idle connections are looked over for age and upstream closes.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
@@ -58,6 +63,15 @@ pub enum SendError {
     /// The request failed on an established connection.
     #[error("{0}")]
     Request(hyper::Error),
+}
+
+/// Which connections a request may go out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// An idle one if there is one, else a new one.
+    Idle,
+    /// A new one: the request is being sent again after an idle connection closed under it.
+    NewOnly,
 }
 
 struct Idle {
@@ -119,21 +133,20 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new() -> Pool {
-        Pool {
-            shared: Arc::new(Shared::default()),
-        }
-    }
-
-    /// Sends `req` (origin-form URI, `Host` set) to `to` on an idle connection or a new one.
+    /// Sends `req` (origin-form URI, `Host` set) to `to`, on an idle connection when `reuse`
+    /// allows and there is one, else on a new one.
     pub async fn send(
         &self,
         to: &Endpoint<'_>,
         mut req: Request<OutboundBody>,
+        reuse: Reuse,
     ) -> Result<Response<PooledBody>, SendError> {
         // Idle connections first; one the upstream closed in the meantime hands the request
         // back unsent, and the next is tried.
-        while let Some(mut sender) = self.shared.take(to.id) {
+        while let Some(mut sender) = (reuse == Reuse::Idle)
+            .then(|| self.shared.take(to.id))
+            .flatten()
+        {
             if sender.ready().await.is_err() {
                 continue;
             }
@@ -368,14 +381,14 @@ mod tests {
     }
 
     async fn fetch(pool: &Pool, to: &Endpoint<'_>) -> Bytes {
-        let resp = pool.send(to, get()).await.expect("response");
+        let resp = pool.send(to, get(), Reuse::Idle).await.expect("response");
         resp.into_body().collect().await.expect("body").to_bytes()
     }
 
     #[tokio::test]
     async fn a_connection_is_reused_once_its_body_has_been_read() {
         let (port, accepted) = upstream(None).await;
-        let pool = Pool::new();
+        let pool = Pool::default();
         let to = local(port);
         for _ in 0..5 {
             assert_eq!(fetch(&pool, &to).await, "ok");
@@ -387,9 +400,9 @@ mod tests {
     #[tokio::test]
     async fn an_unread_body_keeps_its_connection_from_others_and_drops_it() {
         let (port, accepted) = upstream(None).await;
-        let pool = Pool::new();
+        let pool = Pool::default();
         let to = local(port);
-        let first = pool.send(&to, get()).await.expect("first");
+        let first = pool.send(&to, get(), Reuse::Idle).await.expect("first");
         // The first body is not read yet: the second request needs a connection of its own.
         assert_eq!(fetch(&pool, &to).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -404,7 +417,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_upstream_closed_is_replaced_without_an_error() {
         let (port, accepted) = upstream(Some(1)).await;
-        let pool = Pool::new();
+        let pool = Pool::default();
         let to = local(port);
         for _ in 0..4 {
             assert_eq!(fetch(&pool, &to).await, "ok");
@@ -413,7 +426,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_kept_alive_connection_closed_on_the_next_request_is_reported_as_closed() {
+    async fn a_kept_alive_connection_closed_under_a_request_is_reported_and_a_resend_skips_idle_ones()
+     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         // Answers the first request on a connection, then closes it when the next arrives.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -432,12 +446,34 @@ mod tests {
                 });
             }
         });
-        let pool = Pool::new();
+        let pool = Pool::default();
         let to = local(port);
-        assert_eq!(fetch(&pool, &to).await, "ok");
-        let err = pool.send(&to, get()).await.expect_err("closed");
+        // Two connections answered once each, both idle now.
+        let (a, b) = tokio::join!(
+            pool.send(&to, get(), Reuse::Idle),
+            pool.send(&to, get(), Reuse::Idle)
+        );
+        for resp in [a, b] {
+            let body = resp.expect("response").into_body().collect().await;
+            assert_eq!(body.expect("body").to_bytes(), "ok");
+        }
+        assert_eq!(pool.idle_count(1), 2);
+        let err = pool
+            .send(&to, get(), Reuse::Idle)
+            .await
+            .expect_err("closed");
         assert!(matches!(err, SendError::Closed(_)), "{err:?}");
-        assert_eq!(fetch(&pool, &to).await, "ok", "a new connection follows");
+        // The other idle connection would fail the same way: a resend skips it.
+        let resp = pool.send(&to, get(), Reuse::NewOnly).await.expect("resend");
+        assert_eq!(
+            resp.into_body().collect().await.expect("body").to_bytes(),
+            "ok"
+        );
+        assert_eq!(
+            pool.idle_count(1),
+            2,
+            "the stale one is still idle, the new one joined"
+        );
     }
 
     #[tokio::test]
@@ -445,9 +481,12 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         drop(listener);
-        let pool = Pool::new();
+        let pool = Pool::default();
         let to = local(port);
-        let err = pool.send(&to, get()).await.expect_err("refused");
+        let err = pool
+            .send(&to, get(), Reuse::Idle)
+            .await
+            .expect_err("refused");
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
     }
 }
