@@ -397,6 +397,34 @@ impl Fixture {
         .await
     }
 
+    /// After a code was replayed (`replay` is the replay's answer): the replay got
+    /// `invalid_grant`, the first exchange's access token (`tokens`, of client `webapp`)
+    /// stops working within one second, and its refresh token is refused.
+    pub async fn assert_code_replay_revoked(&self, replay: &Resp, tokens: &serde_json::Value) {
+        super::assert_error(replay, 400, "invalid_grant");
+        let access = super::access_token(tokens);
+        let took = super::time_until_status(
+            &self.url("/abc/x"),
+            &access,
+            401,
+            std::time::Duration::from_secs(1),
+        )
+        .await;
+        assert!(
+            took.is_some(),
+            "the first exchange's access token survived the code's replay"
+        );
+        let refresh = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &super::refresh_token(tokens)),
+        ];
+        super::assert_error(
+            &self.token_request("webapp", &refresh).await,
+            400,
+            "invalid_grant",
+        );
+    }
+
     /// `POST /oauth/introspect` as `photoprint`.
     pub async fn introspect(&self, token: &str) -> Resp {
         let basic = Some(("photoprint", self.creds.secret.as_str()));

@@ -340,7 +340,7 @@ impl TlsUpstream {
                             return;
                         };
                         let service = service_fn(move |req| {
-                            record(req, Arc::clone(&name), Arc::clone(&requests))
+                            super::upstream::answer(req, Arc::clone(&name), Arc::clone(&requests))
                         });
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(tls), service)
@@ -371,34 +371,4 @@ impl Drop for TlsUpstream {
     fn drop(&mut self) {
         self.accept.abort();
     }
-}
-
-async fn record(
-    req: Request<Incoming>,
-    name: Arc<str>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
-    let uri = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| parts.uri.to_string());
-    requests.lock().expect("request log").push(Recorded {
-        method: parts.method.to_string(),
-        uri: uri.clone(),
-        headers: parts.headers,
-        body,
-    });
-    let response = Response::builder()
-        .header("x-upstream", &*name)
-        .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from(format!("upstream={name} uri={uri}"))))
-        .expect("static response");
-    Ok(response)
 }

@@ -131,7 +131,8 @@ impl Drop for Upstream {
     }
 }
 
-async fn answer(
+/// Records `req` and answers `upstream={name} uri={uri}` (after 2 s for `/slow` paths).
+pub async fn answer(
     req: Request<Incoming>,
     name: Arc<str>,
     requests: Arc<Mutex<Vec<Recorded>>>,
