@@ -120,15 +120,82 @@ pub async fn verify_blocking(secret: String, phc: String) -> bool {
     ok
 }
 
-/// A hash of a random secret nobody knows: verifying against it when the user does not exist
-/// makes "unknown user" take as long as "wrong password", so timing does not reveal usernames.
-pub fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        let mut noise = [0u8; 32];
-        let _ = getrandom::fill(&mut noise);
-        hash(&String::from_utf8_lossy(&noise)).unwrap_or_default()
-    })
+/// The cost part of a PHC string (`$argon2id$v=19$m=19456,t=2,p=1`): algorithm, version and
+/// parameters, which decide how long a verification takes.
+fn cost_of(phc: &str) -> Option<&str> {
+    let mut dollars = phc.match_indices('$').map(|(i, _)| i);
+    let end = dollars.nth(3)?;
+    Some(&phc[..end])
+}
+
+/// The cost most of `hashes` share: the one a decoy should have, so that checking a secret
+/// against an unknown account takes as long as against a real one.
+pub fn usual_cost<'a>(hashes: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut counts: Vec<(&str, &str, usize)> = Vec::new();
+    for phc in hashes {
+        let Some(cost) = cost_of(phc) else { continue };
+        match counts.iter_mut().find(|(c, _, _)| *c == cost) {
+            Some(entry) => entry.2 += 1,
+            None => counts.push((cost, phc, 1)),
+        }
+    }
+    counts.into_iter().max_by_key(|c| c.2).map(|c| c.1)
+}
+
+/// Decoys made so far, by cost. A config names few distinct costs; the bound only guards
+/// against a pathological one.
+static DECOYS: LazyLock<DashMap<String, String>> = LazyLock::new(DashMap::new);
+const DECOYS_MAX: usize = 64;
+
+/// A hash of a random secret nobody knows, with the algorithm and parameters of `template`
+/// (the crate defaults without one, or if it does not parse).
+fn make_decoy(template: Option<&str>) -> Option<String> {
+    let mut noise = [0u8; 32];
+    getrandom::fill(&mut noise).ok()?;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).ok()?;
+    let salt = SaltString::encode_b64(&salt).ok()?;
+    let argon = template
+        .and_then(|t| PasswordHash::new(t).ok())
+        .and_then(|parsed| {
+            let algorithm = argon2::Algorithm::try_from(parsed.algorithm).ok()?;
+            let version = argon2::Version::try_from(parsed.version.unwrap_or(0x13)).ok()?;
+            let params = argon2::Params::try_from(&parsed).ok()?;
+            Some(Argon2::new(algorithm, version, params))
+        })
+        .unwrap_or_default();
+    argon
+        .hash_password(&noise, &salt)
+        .ok()
+        .map(|h| h.to_string())
+}
+
+/// Spends what checking `secret` against a hash like `template` costs, and fails: for an
+/// account that does not exist, so that timing does not tell which accounts do. Runs on the
+/// blocking pool like [`verify_blocking`], making the decoy there on first use.
+pub async fn verify_decoy(secret: String, template: Option<&str>) {
+    let key = template.and_then(cost_of).unwrap_or("").to_owned();
+    let decoy = match DECOYS.get(&key).map(|d| d.clone()) {
+        Some(d) => d,
+        None => {
+            let template = template.map(str::to_owned);
+            let made = {
+                let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+                    return;
+                };
+                tokio::task::spawn_blocking(move || make_decoy(template.as_deref()))
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let Some(made) = made else { return };
+            if DECOYS.len() < DECOYS_MAX {
+                DECOYS.insert(key, made.clone());
+            }
+            made
+        }
+    };
+    let _ = verify_blocking(secret, decoy).await;
 }
 
 #[cfg(test)]
@@ -156,6 +223,20 @@ mod tests {
         // A tag depends on the hash too: the same secret under another hash is not vouched for.
         let other = hash("remember-me").expect("hash");
         assert!(!VERIFIED.remembers(&VERIFIED.tag("remember-me", &other)));
+    }
+
+    #[test]
+    fn decoys_take_the_cost_of_the_configured_hashes() {
+        let cheap = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        let default = hash("x").expect("hash");
+        assert_eq!(cost_of(cheap), Some("$argon2id$v=19$m=8,t=1,p=1"));
+        // The usual cost wins, whatever order the hashes come in.
+        let hashes = [default.as_str(), cheap, cheap];
+        assert_eq!(usual_cost(hashes.into_iter()), Some(cheap));
+        let decoy = make_decoy(Some(cheap)).expect("decoy");
+        assert_eq!(cost_of(&decoy), cost_of(cheap));
+        let decoy = make_decoy(None).expect("decoy");
+        assert_eq!(cost_of(&decoy), cost_of(&default));
     }
 
     #[test]

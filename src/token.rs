@@ -183,6 +183,12 @@ pub struct RefreshEntry {
 }
 
 /// A new random grant identifier (128 bits, hex).
+/// `a == b` in time that depends only on the lengths, for comparing secrets (CSRF tokens,
+/// PKCE challenges) without a timing side channel on their content.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn new_grant_id() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)?;

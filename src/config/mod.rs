@@ -23,6 +23,14 @@ use crate::pattern::Pattern;
 
 /// Built-in scope that guards the admin API; never declared in `[[scopes]]`.
 pub const ADMIN_SCOPE: &str = "admin";
+/// Built-in scope of a resource server: its holder may introspect any token (SPEC §5), not
+/// only its own. Never declared in `[[scopes]]` either.
+pub const INTROSPECT_SCOPE: &str = "introspect";
+
+/// Is `name` one of the built-in scopes (which guard Tollgate's own endpoints, never a path)?
+pub fn is_builtin_scope(name: &str) -> bool {
+    name == ADMIN_SCOPE || name == INTROSPECT_SCOPE
+}
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -247,6 +255,19 @@ impl Config {
 
     pub fn user(&self, username: &str) -> Option<&User> {
         self.users.iter().find(|u| u.username == username)
+    }
+
+    /// A hash whose cost a decoy check should match: the usual one of the users' password
+    /// hashes, or of the clients' secret hashes (see `secret::verify_decoy`).
+    pub fn decoy_template(&self, account: crate::throttle::Account) -> Option<&str> {
+        match account {
+            crate::throttle::Account::User => {
+                crate::secret::usual_cost(self.users.iter().map(|u| u.password_hash.as_str()))
+            }
+            crate::throttle::Account::Client => crate::secret::usual_cost(
+                self.clients.iter().filter_map(|c| c.secret_hash.as_deref()),
+            ),
+        }
     }
 
     /// Scope name → description, for pages and metadata.

@@ -104,17 +104,30 @@ impl Validator<'_> {
         let store = self.store(raw.store);
         let scopes = self.scopes(raw.scopes);
         let scope_names: HashSet<String> = scopes.iter().map(|s| s.name.clone()).collect();
+        let default_client_span = raw
+            .oauth
+            .as_ref()
+            .and_then(|o| o.default_client.as_ref())
+            .map_or(0..0, |c| c.span());
         let oauth = self.oauth(raw.oauth);
         let users = self.users(raw.users, &scope_names);
         let clients = self.clients(raw.clients, &scope_names, &oauth);
-        if let Some(default_client) = &oauth.default_client
-            && !clients.iter().any(|c| &c.client_id == default_client)
-        {
-            // The span is lost by now; point at the file start rather than nowhere.
-            self.d.error(
-                0..0,
-                format!("[oauth].default_client names unknown client {default_client:?}"),
-            );
+        if let Some(default_client) = &oauth.default_client {
+            match clients.iter().find(|c| &c.client_id == default_client) {
+                None => self.d.error(
+                    default_client_span.clone(),
+                    format!("[oauth].default_client names unknown client {default_client:?}"),
+                ),
+                // It stands in for requests that authenticate nobody, so it must be a client
+                // that has nothing to authenticate with.
+                Some(c) if c.kind != ClientType::Public => self.d.error(
+                    default_client_span.clone(),
+                    format!(
+                        "[oauth].default_client must name a public client; {default_client:?} is confidential"
+                    ),
+                ),
+                Some(_) => {}
+            }
         }
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let routes = self.routes(raw.routes, &scopes, &base);
@@ -281,10 +294,10 @@ impl Validator<'_> {
             let name = self.string(&s.name);
             if !is_scope_token(&name) {
                 self.err(&s.name, "scope name must be non-empty printable ASCII without spaces, quotes or backslashes");
-            } else if name == ADMIN_SCOPE {
+            } else if is_builtin_scope(&name) {
                 self.err(
                     &s.name,
-                    "`admin` is built in (it guards the admin API) and cannot be declared",
+                    format!("`{name}` is built in (it guards Tollgate's own endpoints) and cannot be declared"),
                 );
             } else if !seen.insert(name.clone()) {
                 self.err(&s.name, format!("duplicate scope name {name:?}"));
@@ -666,7 +679,7 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for s in list.get_ref() {
             let name = self.string(s);
-            if name == ADMIN_SCOPE && allow_admin || known.contains(&name) {
+            if is_builtin_scope(&name) && allow_admin || known.contains(&name) {
                 if !out.contains(&name) {
                     out.push(name);
                 }

@@ -36,7 +36,8 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
     let digest = Sha256::digest(verifier.as_bytes());
-    well_formed && base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == challenge
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    well_formed && crate::token::constant_time_eq(encoded.as_bytes(), challenge.as_bytes())
 }
 
 /// Is `challenge` a well-formed S256 challenge (43 base64url characters)?

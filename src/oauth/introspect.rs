@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::Ctx;
 use super::params::{self, Params};
+use crate::config::{Client, ClientType, INTROSPECT_SCOPE};
 use crate::error::{Body, OAuthError, json as json_response, no_store};
 use crate::token::{Millis, TokenHash, now_millis};
 
@@ -13,8 +14,16 @@ fn secs(ms: Millis) -> Value {
     Value::from(ms / 1000)
 }
 
-/// The RFC 7662 answer for a token; `{"active": false}` for anything not currently valid.
-async fn describe(ctx: &Ctx<'_>, token: &str, hint: Option<&str>) -> Result<Value, OAuthError> {
+/// The RFC 7662 answer for a token; `{"active": false}` for anything not currently valid, or
+/// not `caller`'s to see: a client learns about its own tokens, and only a holder of the
+/// built-in `introspect` scope (a resource server) about anyone's.
+async fn describe(
+    ctx: &Ctx<'_>,
+    caller: &Client,
+    token: &str,
+    hint: Option<&str>,
+) -> Result<Value, OAuthError> {
+    let sees_all = caller.scopes.iter().any(|s| s == INTROSPECT_SCOPE);
     let hash = TokenHash::of(token);
     let now = now_millis();
     // The hint only orders the lookups (RFC 7662 §2.1).
@@ -49,7 +58,8 @@ async fn describe(ctx: &Ctx<'_>, token: &str, hint: Option<&str>) -> Result<Valu
                 exp: t.expires_at,
             })
         };
-        return Ok(active.map_or_else(|| json!({"active": false}), |a| a.into_json(ctx)));
+        let visible = active.filter(|a| sees_all || a.client_id == caller.client_id);
+        return Ok(visible.map_or_else(|| json!({"active": false}), |a| a.into_json(ctx)));
     }
     Ok(json!({"active": false}))
 }
@@ -92,7 +102,14 @@ pub async fn introspect(
     let result = async {
         let (params, auth) = params::read_authenticated(ctx, req, false).await?;
         client_id = Some(auth.client.client_id.clone());
-        describe(ctx, params.require("token")?, params.get("token_type_hint")).await
+        if auth.client.kind == ClientType::Public {
+            return Err(OAuthError {
+                basic_challenge: auth.via_basic,
+                ..OAuthError::invalid_client("introspection is for confidential clients only")
+            });
+        }
+        let token = params.require("token")?;
+        describe(ctx, &auth.client, token, params.get("token_type_hint")).await
     }
     .await;
     let resp = match result {

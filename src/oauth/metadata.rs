@@ -11,8 +11,8 @@ pub fn handle(config: &Config, method: &Method) -> Response<Body> {
         return OAuthError::method_not_allowed().into_response();
     }
     let base = format!("{}{}", config.server.public_url, config.oauth.path);
-    let mut scopes: Vec<&str> = config.scopes.iter().map(|s| s.name.as_str()).collect();
-    scopes.push(crate::config::ADMIN_SCOPE);
+    // The built-in scopes guard Tollgate's own endpoints; they are not for clients to discover.
+    let scopes: Vec<&str> = config.scopes.iter().map(|s| s.name.as_str()).collect();
     json_response(
         StatusCode::OK,
         &json!({
@@ -28,6 +28,7 @@ pub fn handle(config: &Config, method: &Method) -> Response<Body> {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
+            "authorization_response_iss_parameter_supported": true,
         }),
     )
 }

@@ -4,16 +4,21 @@
 //! | file | endpoint |
 //! | --- | --- |
 //! | `token.rs` | `POST {path}/token`: every grant |
-//! | `authorize.rs`, `pages.rs` | `GET {path}/authorize`, `POST {path}/login`, `{path}/consent` |
+//! | `authorize.rs` | `GET {path}/authorize`: validates and parks the request |
+//! | `login.rs`, `consent.rs` | `POST {path}/login`, `{path}/consent` |
+//! | `browser.rs`, `pages.rs` | what those pages share: records, cookies, CSRF, redirects; the HTML |
 //! | `introspect.rs` | `POST {path}/introspect`, `GET {path}/tokeninfo` |
 //! | `revoke.rs` | `POST {path}/revoke` |
 //! | `metadata.rs` | `GET /.well-known/oauth-authorization-server` |
 
 mod authorize;
+mod browser;
 mod code;
+mod consent;
 mod grace;
 mod introspect;
 pub(crate) mod issue;
+mod login;
 mod metadata;
 mod pages;
 mod params;
@@ -120,8 +125,8 @@ async fn serve(
         "introspect" => introspect::introspect(ctx, req).await,
         "tokeninfo" => (None, introspect::tokeninfo(ctx, req).await),
         "authorize" => authorize::start(ctx, req).await,
-        "login" => (None, authorize::login(ctx, req).await),
-        _ if req.method() == Method::GET => (None, authorize::consent_page(ctx, req).await),
-        _ => authorize::consent_decision(ctx, req).await,
+        "login" => (None, login::login(ctx, req).await),
+        _ if req.method() == Method::GET => (None, consent::consent_page(ctx, req).await),
+        _ => consent::consent_decision(ctx, req).await,
     }
 }

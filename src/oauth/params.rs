@@ -10,9 +10,9 @@ use hyper::{HeaderMap, Request};
 use std::borrow::Cow;
 
 use super::Ctx;
-use crate::config::{Client, ClientType};
+use crate::config::{Client, ClientType, User};
 use crate::error::OAuthError;
-use crate::throttle::Key;
+use crate::throttle::Account;
 
 /// Largest form body accepted by the OAuth endpoints.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -36,7 +36,9 @@ impl Params {
         Params::from_pairs(form_urlencoded::parse(text).into_owned())
     }
 
-    fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Params, OAuthError> {
+    pub fn from_pairs(
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Params, OAuthError> {
         let mut map = HashMap::new();
         for (k, v) in pairs {
             if map.contains_key(&k) {
@@ -181,8 +183,9 @@ pub struct Authenticated<'c> {
     pub defaulted: bool,
 }
 
-/// Authenticates the client of a token, revocation or introspection request. Failed secret
-/// checks count against the client and the address; past the limit the answer is 429.
+/// Authenticates the client of a token, revocation or introspection request. Every secret
+/// check is reserved with the throttle before it runs (SPEC §5 "Guessing"); past the limit
+/// the answer is 429.
 pub async fn authenticate<'c>(
     ctx: &Ctx<'c>,
     creds: ClientCredentials,
@@ -195,6 +198,13 @@ pub async fn authenticate<'c>(
             let missing = || OAuthError::invalid_client("client authentication required");
             let id = config.oauth.default_client.as_deref().ok_or_else(missing)?;
             let client = ctx.client(id).await?.ok_or_else(missing)?;
+            // Only a public client may stand in for a request that authenticated nobody; a
+            // confidential one (a store client, which `check` cannot see) would hand out its
+            // grants unauthenticated.
+            if client.kind != ClientType::Public {
+                tracing::warn!(client_id = %id, "[oauth].default_client is not a public client; refused");
+                return Err(missing());
+            }
             return Ok(Authenticated {
                 client,
                 via_basic: false,
@@ -202,44 +212,90 @@ pub async fn authenticate<'c>(
             });
         }
     };
-    let keys = [Key::Client(id.clone()), Key::Address(ctx.remote)];
-    if secret.is_some() {
-        ctx.throttle.check(&keys).map_err(OAuthError::slow_down)?;
-    }
-    let failed = || {
-        ctx.throttle.fail(&keys);
-        OAuthError {
-            basic_challenge: via_basic,
-            ..OAuthError::invalid_client("client authentication failed")
+    let failed = || OAuthError {
+        basic_challenge: via_basic,
+        ..OAuthError::invalid_client("client authentication failed")
+    };
+    let Some(secret) = secret else {
+        // No secret: a public client identifying itself, which is no guess at anything.
+        return match ctx.client(&id).await? {
+            Some(client) if client.kind == ClientType::Public => Ok(Authenticated {
+                client,
+                via_basic,
+                defaulted: false,
+            }),
+            _ => Err(failed()),
+        };
+    };
+    let attempt = ctx
+        .throttle
+        .begin(Account::Client, &id, ctx.remote)
+        .map_err(OAuthError::slow_down)?;
+    let client = match ctx.client(&id).await {
+        Ok(c) => c,
+        Err(e) => {
+            attempt.refund();
+            return Err(e.into());
         }
     };
-    let Some(client) = ctx.client(&id).await? else {
-        // Spend the same time as a wrong secret, so probing does not reveal client ids.
-        if let Some(secret) = secret {
-            crate::secret::verify_blocking(secret, crate::secret::decoy_hash().to_owned()).await;
-        }
+    let Some(client) = client else {
+        crate::secret::verify_decoy(secret, config.decoy_template(Account::Client)).await;
         return Err(failed());
     };
-    match (client.kind, &client.secret_hash, secret) {
-        (ClientType::Public, _, None) => {}
-        (ClientType::Public, _, Some(_)) => {
-            return Err(OAuthError {
+    match (client.kind, &client.secret_hash) {
+        (ClientType::Public, _) => {
+            attempt.refund();
+            Err(OAuthError {
                 basic_challenge: via_basic,
                 ..OAuthError::invalid_client("a public client has no secret")
-            });
+            })
         }
-        (ClientType::Confidential, Some(hash), Some(secret)) => {
-            if !crate::secret::verify_blocking(secret, hash.clone()).await {
-                return Err(failed());
+        (ClientType::Confidential, Some(hash)) => {
+            if crate::secret::verify_blocking(secret, hash.clone()).await {
+                attempt.refund();
+                Ok(Authenticated {
+                    client,
+                    via_basic,
+                    defaulted: false,
+                })
+            } else {
+                Err(failed())
             }
         }
-        (ClientType::Confidential, _, _) => return Err(failed()),
+        (ClientType::Confidential, None) => Err(failed()),
     }
-    Ok(Authenticated {
-        client,
-        via_basic,
-        defaulted: false,
-    })
+}
+
+/// Why a user's password was not accepted.
+pub enum PasswordRefused {
+    /// Too many recent failures: wait this long.
+    SlowDown(std::time::Duration),
+    /// Unknown user or wrong password (indistinguishable by design).
+    Wrong,
+}
+
+/// Checks a resource owner's password (password grant and login page), reserved with the
+/// throttle first; an unknown username costs the same argon2 run as a wrong password.
+pub async fn check_user<'c>(
+    ctx: &Ctx<'c>,
+    username: &str,
+    password: &str,
+) -> Result<&'c User, PasswordRefused> {
+    let attempt = ctx
+        .throttle
+        .begin(Account::User, username, ctx.remote)
+        .map_err(PasswordRefused::SlowDown)?;
+    let Some(user) = ctx.config.user(username) else {
+        let template = ctx.config.decoy_template(Account::User);
+        crate::secret::verify_decoy(password.to_owned(), template).await;
+        return Err(PasswordRefused::Wrong);
+    };
+    if crate::secret::verify_blocking(password.to_owned(), user.password_hash.clone()).await {
+        attempt.refund();
+        Ok(user)
+    } else {
+        Err(PasswordRefused::Wrong)
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,11 @@ use std::time::Duration;
 use hyper::{Request, Response};
 
 use super::issue::{self, Issued, TokenResponse, resolve_scopes};
-use super::params::{self, Authenticated, Params};
+use super::params::{self, Authenticated, Params, PasswordRefused};
 use super::{Ctx, code, grace};
 use crate::config::{Client, Grant};
 use crate::error::{Body, OAuthError, no_store};
 use crate::store::Retire;
-use crate::throttle::Key;
 use crate::token::{RefreshEntry, TokenHash, now_millis};
 
 /// How long a retry inside the grace window waits for the first refresh's answer to land.
@@ -92,16 +91,14 @@ async fn grant(
         Grant::Password => {
             let username = params.require("username")?;
             let password = params.require("password")?;
-            let keys = [Key::User(username.to_owned()), Key::Address(ctx.remote)];
-            ctx.throttle.check(&keys).map_err(OAuthError::slow_down)?;
-            let user = ctx.config.user(username);
-            let hash = user.map_or(crate::secret::decoy_hash(), |u| u.password_hash.as_str());
-            let matches =
-                crate::secret::verify_blocking(password.to_owned(), hash.to_owned()).await;
-            let Some(user) = user.filter(|_| matches) else {
-                ctx.throttle.fail(&keys);
-                return Err(OAuthError::invalid_grant("invalid username or password"));
-            };
+            let user = params::check_user(ctx, username, password)
+                .await
+                .map_err(|refused| match refused {
+                    PasswordRefused::SlowDown(wait) => OAuthError::slow_down(wait),
+                    PasswordRefused::Wrong => {
+                        OAuthError::invalid_grant("invalid username or password")
+                    }
+                })?;
             let allowed: Vec<String> = match &user.scopes {
                 None => client.scopes.clone(),
                 Some(own) => client
