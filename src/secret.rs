@@ -101,6 +101,12 @@ impl Verified {
     }
 }
 
+/// Was `secret` verified against `phc` moments ago? A cheap HMAC, no argon2 run: callers
+/// accept such a secret without reserving a throttled check, since it is no guess.
+pub fn remembered(secret: &str, phc: &str) -> bool {
+    VERIFIED.remembers(&VERIFIED.tag(secret, phc))
+}
+
 /// [`verify`] on the blocking pool, so a slow hash never stalls other requests; a recent
 /// success with the same secret and hash is answered from memory.
 pub async fn verify_blocking(secret: String, phc: String) -> bool {

@@ -4,10 +4,11 @@
 //! its own tight limit long before the loose one), and many addresses together cannot guess
 //! faster than the loose limit.
 //!
-//! An attempt is *reserved* before the secret is verified ([`Throttle::begin`]) and refunded
-//! only when it succeeds, so N parallel wrong guesses count as N before any is answered: the
-//! check and the count are one step per key, not a check now and a count after an awaited
-//! argon2 run. Each node counts on its own (the store-backed counters are issue 10's).
+//! A check is *reserved* before the secret is verified ([`Throttle::begin`]) and refunded
+//! only when it succeeds, so N parallel wrong guesses count as N before any is answered:
+//! checks in flight count against the limit, and one that would pass it waits for their
+//! answers instead of running. Each node counts on its own (store-backed counters are the
+//! Redis Cluster issue's).
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -78,109 +79,203 @@ fn bucket(ip: IpAddr) -> IpAddr {
 
 struct Window {
     started: Instant,
-    attempts: u32,
+    /// Failed checks in the window that started at `started`.
+    failures: u32,
+    /// Checks reserved and not yet answered. They count against the limit too: a check may
+    /// start only while `failures + in_flight` is under it.
+    in_flight: u32,
 }
+
+impl Window {
+    fn new(now: Instant) -> Window {
+        Window {
+            started: now,
+            failures: 0,
+            in_flight: 0,
+        }
+    }
+}
+
+/// Longest a check waits for earlier checks of the same key to be answered.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct Throttle {
     windows: DashMap<Key, Window>,
+    /// Woken whenever a reserved check is answered, for checks waiting on it.
+    answered: tokio::sync::Notify,
     /// Size of the map after the last sweep: the next sweep waits until it has doubled, so
     /// sweeping costs O(1) amortised per new key.
     swept_at: AtomicUsize,
     sweeping: Mutex<()>,
 }
 
-/// A reserved attempt. Dropped as is, it stays counted as a failure; [`Attempt::refund`]
-/// gives it back.
+/// A reserved check. Dropped as is (the secret was wrong, or the request went away), it
+/// counts as a failure; [`Attempt::refund`] gives it back.
 #[must_use = "an attempt counts as a failure unless it is refunded"]
 pub struct Attempt<'t> {
     throttle: &'t Throttle,
-    keys: [(Key, Instant); 3],
+    keys: Option<[Key; 3]>,
 }
 
 impl Attempt<'_> {
-    /// The secret was right (or could not be checked at all): this attempt does not count.
-    pub fn refund(self) {
-        for (key, started) in &self.keys {
-            self.throttle.release(key, *started);
+    /// The secret was right (or could not be checked at all): this check does not count.
+    pub fn refund(mut self) {
+        if let Some(keys) = self.keys.take() {
+            self.throttle.finish(&keys, false);
         }
     }
 }
 
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Some(keys) = self.keys.take() {
+            self.throttle.finish(&keys, true);
+        }
+    }
+}
+
+/// What one key says about a new check.
+enum Take {
+    Taken,
+    /// Earlier checks in flight fill the limit: wait for their answers.
+    Busy,
+    /// The limit is reached by failures: refuse for this long.
+    Refused(Duration),
+}
+
+fn keys_of(account: Account, name: &str, remote: IpAddr) -> [Key; 3] {
+    let remote = bucket(remote);
+    [
+        Key::Pair(account, name.to_owned(), remote),
+        Key::Account(account, name.to_owned()),
+        Key::Address(remote),
+    ]
+}
+
 impl Throttle {
-    /// Reserves one attempt at `account`'s secret from `remote`: `Err(wait)` if any of its
-    /// counters is at its limit (nothing is counted then), else the attempt, already counted.
-    pub fn begin(
+    /// Is a check of `account`'s secret from `remote` refused now? Counts nothing. For the
+    /// shortcut that accepts a secret verified moments ago without a new check: a locked
+    /// account stays locked for it too.
+    pub fn refused(&self, account: Account, name: &str, remote: IpAddr) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut wait = Duration::ZERO;
+        for key in keys_of(account, name, remote) {
+            if let Some(w) = self.windows.get(&key)
+                && w.started + WINDOW > now
+                && w.failures >= key.limit()
+            {
+                wait = wait.max((w.started + WINDOW).saturating_duration_since(now));
+            }
+        }
+        if wait.is_zero() { Ok(()) } else { Err(wait) }
+    }
+
+    /// Reserves one check of `account`'s secret from `remote`, counted before it runs.
+    /// `Err(wait)` if a counter is at its limit with failures (nothing is counted then).
+    /// While checks already in flight fill a limit, waits for their answers, so N parallel
+    /// wrong guesses are verified at most up to the limit, and N parallel right ones all pass.
+    pub async fn begin(
         &self,
         account: Account,
         name: &str,
         remote: IpAddr,
     ) -> Result<Attempt<'_>, Duration> {
-        let remote = bucket(remote);
-        let keys = [
-            Key::Pair(account, name.to_owned(), remote),
-            Key::Account(account, name.to_owned()),
-            Key::Address(remote),
-        ];
+        let keys = keys_of(account, name, remote);
         self.sweep_if_large();
-        let now = Instant::now();
-        let mut taken: Vec<(Key, Instant)> = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.take(&key, now) {
-                Ok(started) => taken.push((key, started)),
-                Err(wait) => {
-                    for (k, started) in &taken {
-                        self.release(k, *started);
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        loop {
+            // Register for wake-ups before looking, so an answer in between is not missed.
+            let answered = self.answered.notified();
+            match self.take_all(&keys) {
+                Take::Taken => {
+                    return Ok(Attempt {
+                        throttle: self,
+                        keys: Some(keys),
+                    });
+                }
+                Take::Refused(wait) => return Err(wait),
+                Take::Busy => {
+                    if tokio::time::timeout_at(deadline, answered).await.is_err() {
+                        return Err(Duration::from_secs(1));
                     }
-                    return Err(wait);
                 }
             }
         }
-        let keys: [(Key, Instant); 3] = taken
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("three keys were taken"));
-        Ok(Attempt {
-            throttle: self,
-            keys,
-        })
+    }
+
+    /// Takes `keys` all or none.
+    fn take_all(&self, keys: &[Key; 3]) -> Take {
+        let now = Instant::now();
+        for (i, key) in keys.iter().enumerate() {
+            let outcome = self.take(key, now);
+            if !matches!(outcome, Take::Taken) {
+                for k in &keys[..i] {
+                    self.untake(k);
+                }
+                return outcome;
+            }
+        }
+        Take::Taken
+    }
+
+    fn take(&self, key: &Key, now: Instant) -> Take {
+        if !self.windows.contains_key(key) && self.windows.len() >= MAX_KEYS {
+            return Take::Refused(WINDOW);
+        }
+        let mut w = self.windows.entry(key.clone()).or_insert(Window::new(now));
+        if w.started + WINDOW <= now {
+            w.started = now;
+            w.failures = 0;
+        }
+        if w.failures >= key.limit() {
+            Take::Refused((w.started + WINDOW).saturating_duration_since(now))
+        } else if w.failures + w.in_flight >= key.limit() {
+            Take::Busy
+        } else {
+            w.in_flight += 1;
+            Take::Taken
+        }
+    }
+
+    fn untake(&self, key: &Key) {
+        if let Some(mut w) = self.windows.get_mut(key) {
+            w.in_flight = w.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A reserved check was answered: it failed, or it is given back.
+    fn finish(&self, keys: &[Key; 3], failed: bool) {
+        for key in keys {
+            if let Some(mut w) = self.windows.get_mut(key) {
+                w.in_flight = w.in_flight.saturating_sub(1);
+                if failed {
+                    w.failures += 1;
+                }
+            }
+        }
+        self.answered.notify_waiters();
     }
 
     /// Counts one parked authorization request from `remote`; `Err(wait)` past the limit.
     pub fn begin_pending(&self, remote: IpAddr) -> Result<(), Duration> {
         self.sweep_if_large();
-        self.take(&Key::Pending(bucket(remote)), Instant::now())
-            .map(|_| ())
+        let key = Key::Pending(bucket(remote));
+        match self.take(&key, Instant::now()) {
+            // Parked requests are not answered later: count them as done at once.
+            Take::Taken => {
+                self.finish_one(&key);
+                Ok(())
+            }
+            Take::Busy => Err(Duration::from_secs(1)),
+            Take::Refused(wait) => Err(wait),
+        }
     }
 
-    /// Counts one attempt against `key` unless it is at its limit; returns its window start.
-    fn take(&self, key: &Key, now: Instant) -> Result<Instant, Duration> {
-        if !self.windows.contains_key(key) && self.windows.len() >= MAX_KEYS {
-            return Err(WINDOW);
-        }
-        let mut w = self.windows.entry(key.clone()).or_insert(Window {
-            started: now,
-            attempts: 0,
-        });
-        if w.started + WINDOW <= now {
-            *w = Window {
-                started: now,
-                attempts: 0,
-            };
-        }
-        if w.attempts >= key.limit() {
-            return Err((w.started + WINDOW).saturating_duration_since(now));
-        }
-        w.attempts += 1;
-        Ok(w.started)
-    }
-
-    /// Gives back an attempt taken in the window that started at `started` (a window that
-    /// has since started over owes nothing).
-    fn release(&self, key: &Key, started: Instant) {
-        if let Some(mut w) = self.windows.get_mut(key)
-            && w.started == started
-        {
-            w.attempts = w.attempts.saturating_sub(1);
+    fn finish_one(&self, key: &Key) {
+        if let Some(mut w) = self.windows.get_mut(key) {
+            w.in_flight = w.in_flight.saturating_sub(1);
+            w.failures += 1;
         }
     }
 
@@ -195,8 +290,9 @@ impl Throttle {
             return;
         };
         let now = Instant::now();
-        self.windows
-            .retain(|_, w| w.started + WINDOW > now && w.attempts > 0);
+        self.windows.retain(|_, w| {
+            w.in_flight > 0 || (w.failures > 0 && w.started + WINDOW > now)
+        });
         self.swept_at.store(self.windows.len(), Ordering::Relaxed);
     }
 
@@ -214,48 +310,78 @@ mod tests {
         IpAddr::from([10, 0, 0, last])
     }
 
-    #[test]
-    fn one_address_is_stopped_by_its_tight_limit_and_cannot_lock_the_user_out() {
+    async fn fail(t: &Throttle, account: Account, name: &str, from: IpAddr) {
+        drop(t.begin(account, name, from).await.expect("allowed"));
+    }
+
+    #[tokio::test]
+    async fn one_address_is_stopped_by_its_tight_limit_and_cannot_lock_the_user_out() {
         let t = Throttle::default();
         for _ in 0..PER_ACCOUNT_AND_ADDRESS {
-            drop(t.begin(Account::User, "alice", ip(1)).expect("allowed"));
+            fail(&t, Account::User, "alice", ip(1)).await;
         }
         let wait = t
             .begin(Account::User, "alice", ip(1))
+            .await
             .err()
             .expect("locked");
         assert!(wait <= WINDOW && wait > Duration::from_secs(50));
+        assert!(t.refused(Account::User, "alice", ip(1)).is_err());
         // alice from elsewhere, and bob from the same address, are unaffected.
+        assert!(t.refused(Account::User, "alice", ip(2)).is_ok());
         t.begin(Account::User, "alice", ip(2))
+            .await
             .expect("other address")
             .refund();
         t.begin(Account::User, "bob", ip(1))
+            .await
             .expect("other user")
             .refund();
     }
 
-    #[test]
-    fn reservations_count_before_they_are_answered() {
-        // N attempts in flight at once: the limit holds even though none has failed yet.
+    #[tokio::test]
+    async fn checks_in_flight_count_against_the_limit() {
+        // Five checks in flight fill the limit: a sixth waits for an answer instead of
+        // running, and is refused once the five have failed.
         let t = Throttle::default();
-        let held: Vec<_> = (0..PER_ACCOUNT_AND_ADDRESS)
-            .map(|_| t.begin(Account::Client, "app", ip(1)).expect("allowed"))
-            .collect();
-        assert!(t.begin(Account::Client, "app", ip(1)).is_err());
-        // Successes give their attempt back.
-        for a in held {
-            a.refund();
-        }
-        assert!(t.begin(Account::Client, "app", ip(1)).is_ok());
+        let held: Vec<_> = futures_util::future::join_all(
+            (0..PER_ACCOUNT_AND_ADDRESS).map(|_| t.begin(Account::Client, "app", ip(1))),
+        )
+        .await
+        .into_iter()
+        .map(|a| a.expect("allowed"))
+        .collect();
+        let sixth = t.begin(Account::Client, "app", ip(1));
+        tokio::pin!(sixth);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            std::future::Future::poll(sixth.as_mut(), &mut cx).is_pending(),
+            "a sixth check ran while five were in flight"
+        );
+        drop(held);
+        assert!(sixth.await.is_err(), "five failures lock the pair");
     }
 
-    #[test]
-    fn many_addresses_meet_the_loose_account_limit() {
+    #[tokio::test]
+    async fn right_secrets_in_parallel_all_pass() {
+        let t = Throttle::default();
+        let checks = (0..50).map(|_| async {
+            let attempt = t.begin(Account::Client, "busy", ip(1)).await?;
+            tokio::task::yield_now().await;
+            attempt.refund();
+            Ok::<(), Duration>(())
+        });
+        let results = futures_util::future::join_all(checks).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+
+    #[tokio::test]
+    async fn many_addresses_meet_the_loose_account_limit() {
         let t = Throttle::default();
         let mut n = 0;
         'outer: for a in 0..=255u8 {
             for _ in 0..PER_ACCOUNT_AND_ADDRESS {
-                match t.begin(Account::User, "alice", ip(a)) {
+                match t.begin(Account::User, "alice", ip(a)).await {
                     Ok(attempt) => drop(attempt),
                     Err(_) => break 'outer,
                 }
@@ -263,39 +389,35 @@ mod tests {
             }
         }
         assert_eq!(n, PER_ACCOUNT);
-        assert!(t.begin(Account::User, "alice", ip(254)).is_err());
+        assert!(t.begin(Account::User, "alice", ip(254)).await.is_err());
     }
 
-    #[test]
-    fn an_address_over_all_accounts_is_limited() {
+    #[tokio::test]
+    async fn an_address_over_all_accounts_is_limited() {
         let t = Throttle::default();
         for i in 0..PER_ADDRESS {
-            drop(
-                t.begin(Account::User, &format!("u{i}"), ip(9))
-                    .expect("allowed"),
-            );
+            fail(&t, Account::User, &format!("u{i}"), ip(9)).await;
         }
-        assert!(t.begin(Account::User, "fresh", ip(9)).is_err());
+        assert!(t.begin(Account::User, "fresh", ip(9)).await.is_err());
     }
 
-    #[test]
-    fn a_refused_attempt_counts_nothing() {
+    #[tokio::test]
+    async fn a_refused_attempt_counts_nothing() {
         let t = Throttle::default();
         for i in 0..PER_ADDRESS {
-            drop(t.begin(Account::User, &format!("u{i}"), ip(7)).expect("ok"));
+            fail(&t, Account::User, &format!("u{i}"), ip(7)).await;
         }
         // Refused by the address key: the pair and account keys taken before it are given
         // back, so carol's own counters are untouched.
-        assert!(t.begin(Account::User, "carol", ip(7)).is_err());
-        for _ in 0..PER_ACCOUNT_AND_ADDRESS {
-            drop(t.begin(Account::User, "carol", ip(8)).expect("ok"));
-        }
-        assert_eq!(
+        assert!(t.begin(Account::User, "carol", ip(7)).await.is_err());
+        let carol = |t: &Throttle| {
             t.windows
                 .get(&Key::Account(Account::User, "carol".into()))
-                .map(|w| w.attempts),
-            Some(PER_ACCOUNT_AND_ADDRESS)
-        );
+                .map(|w| (w.failures, w.in_flight))
+        };
+        assert_eq!(carol(&t), Some((0, 0)));
+        fail(&t, Account::User, "carol", ip(8)).await;
+        assert_eq!(carol(&t), Some((1, 0)));
     }
 
     #[test]
@@ -307,7 +429,7 @@ mod tests {
         assert!(t.begin_pending(ip(3)).is_err());
         assert!(t.begin_pending(ip(4)).is_ok());
         // Separate from guessing: alice may still sign in from that address.
-        assert!(t.begin(Account::User, "alice", ip(3)).is_ok());
+        assert!(t.refused(Account::User, "alice", ip(3)).is_ok());
     }
 
     #[test]
@@ -319,12 +441,13 @@ mod tests {
         assert_eq!(bucket(mapped), ip(1));
     }
 
-    #[test]
-    fn stale_windows_are_swept_and_the_map_stays_bounded() {
+    #[tokio::test]
+    async fn stale_windows_are_swept_and_the_map_stays_bounded() {
         let t = Throttle::default();
-        // Successful checks leave zero-count windows behind; a sweep clears them.
+        // Successful checks leave empty windows behind; sweeps clear them.
         for i in 0..SWEEP_ABOVE as u32 {
             t.begin(Account::User, &format!("u{i}"), IpAddr::from(i.to_be_bytes()))
+                .await
                 .expect("ok")
                 .refund();
         }

@@ -13,7 +13,10 @@ use common::{
 };
 use serde_json::{Value, json};
 
-both_backends!(introspection_describes_live_tokens_only);
+both_backends!(
+    introspection_describes_live_tokens_only,
+    introspection_answers_confidential_clients_about_their_own_tokens
+);
 
 fn assert_no_store(resp: &Resp) {
     let cache = resp.header("cache-control").unwrap_or_default();
@@ -98,7 +101,7 @@ async fn introspection_describes_live_tokens_only(store: Store) {
         "{info}"
     );
     let never = access_token(&fx.client_token_for("forever", None).await);
-    let info = fx.introspect(&never).await.json();
+    let info = fx.introspect_as("forever", &never).await.json();
     assert_eq!(info["active"], true, "{info}");
     assert!(
         info.get("exp").is_none(),
@@ -120,7 +123,7 @@ async fn introspection_describes_live_tokens_only(store: Store) {
     let brief = access_token(&fx.client_token_for("brief", None).await);
     let took = time_until_status(&fx.url("/abc/x"), &brief, 401, Duration::from_secs(4)).await;
     assert!(took.is_some(), "a 1 s token never expired");
-    assert_inactive(&fx.introspect(&brief).await, "expired token");
+    assert_inactive(&fx.introspect_as("brief", &brief).await, "expired token");
 
     let url = fx.url("/oauth/introspect");
     let token = access_token(&grant);
@@ -135,6 +138,59 @@ async fn introspection_describes_live_tokens_only(store: Store) {
         401,
         "invalid_client",
     );
+}
+
+/// SPEC §5: introspection is for confidential clients only (a public client gets 401
+/// `invalid_client`); a client learns about tokens issued to itself, and only a holder of the
+/// built-in `introspect` scope (a resource server) about anyone's. Someone else's token,
+/// access or refresh, is `{"active": false}`, exactly like an unknown one.
+async fn introspection_answers_confidential_clients_about_their_own_tokens(store: Store) {
+    let fx = Fixture::start_with(store, |c| {
+        c.add_client("other", &["client_credentials"], &["reports"], "");
+        c.add_client("resource-server", &["client_credentials"], &["introspect"], "");
+        c.add_public_client(
+            "spa",
+            &["http://127.0.0.1:3000/cb"],
+            &["authorization_code"],
+            &["reports"],
+        );
+    })
+    .await;
+    let grant = fx.password_token_for("photoprint", "reports").await;
+    let (access, refresh) = (access_token(&grant), refresh_token(&grant));
+
+    // The token's own client sees it; this is the control for the refusals below.
+    assert_eq!(fx.introspect(&access).await.json()["active"], true);
+    assert_eq!(fx.introspect(&refresh).await.json()["active"], true);
+
+    // Another confidential client learns nothing about it, access or refresh token.
+    assert_inactive(&fx.introspect_as("other", &access).await, "other's access token");
+    assert_inactive(&fx.introspect_as("other", &refresh).await, "other's refresh token");
+
+    // A resource server holding `introspect` sees anyone's token.
+    let info = fx.introspect_as("resource-server", &access).await.json();
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], "photoprint", "{info}");
+    assert_eq!(info["username"], "alice", "{info}");
+
+    // A public client (no secret to prove anything with) is refused outright.
+    let url = fx.url("/oauth/introspect");
+    let resp = post_form(&url, &[("token", &access), ("client_id", "spa")], None).await;
+    assert_error(&resp, 401, "invalid_client");
+    assert!(
+        resp.json().get("active").is_none(),
+        "a public client must learn nothing: {resp}"
+    );
+
+    // `introspect` is built in: no client gets it by default and it is not advertised.
+    let meta = get(&fx.url("/.well-known/oauth-authorization-server"), &[]).await.json();
+    let scopes = meta["scopes_supported"].as_array().cloned().unwrap_or_default();
+    for builtin in ["admin", "introspect"] {
+        assert!(
+            !scopes.iter().any(|s| s == builtin),
+            "{builtin} advertised: {meta}"
+        );
+    }
 }
 
 fn scope_of(info: &Value) -> BTreeSet<String> {
@@ -268,6 +324,11 @@ async fn metadata_describes_the_server() {
     assert!(
         scopes.is_superset(&owned(&["reports", "secret", "publish", "infra"])),
         "{meta}"
+    );
+    assert!(!scopes.contains("admin"), "built-in scopes are not advertised: {meta}");
+    assert_eq!(
+        meta["authorization_response_iss_parameter_supported"], true,
+        "RFC 9207: {meta}"
     );
 
     // The endpoints it names are where it serves them.

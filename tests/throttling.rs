@@ -1,8 +1,10 @@
-//! End-to-end: throttling of credential guessing (issue 3, "Throttling of guessing"). After
-//! 5 failed password checks for one username, or 5 failed secret checks for one client,
-//! within 60 s, that username or client is refused with 429 + `Retry-After` (even with the
-//! right credentials) on the token endpoint and the login page; after 20 failures from one
-//! address, that address is. Everything else keeps working.
+//! End-to-end: throttling of credential guessing (SPEC §5 "Guessing"). After 5 failed
+//! password checks for one username, or 5 failed secret checks for one client, from one
+//! address within 60 s, that username or client is refused from that address with 429 +
+//! `Retry-After` (even with the right credentials) on the token endpoint and the login page;
+//! other addresses are not, until 50 failures over all addresses. After 20 failures from one
+//! address, that address is refused for everyone. Parallel guesses count before any is
+//! answered. Everything else keeps working.
 
 #[macro_use]
 mod common;
@@ -12,6 +14,91 @@ use common::{
 };
 
 both_backends!(failed_passwords_throttle_that_username);
+
+fn loopback(last: u8) -> Option<std::net::IpAddr> {
+    Some(std::net::IpAddr::from([127, 0, 0, last]))
+}
+
+async fn password_grant_from(
+    fx: &Fixture,
+    from: Option<std::net::IpAddr>,
+    username: &str,
+    password: &str,
+) -> Resp {
+    let params = [
+        ("grant_type", "password"),
+        ("username", username),
+        ("password", password),
+    ];
+    let basic = Some(("photoprint", fx.creds.secret.as_str()));
+    common::post_form_from(from, &fx.token_url(), &params, basic).await
+}
+
+/// Twenty wrong passwords sent at once: each is counted before it is checked, so only the
+/// first five are verified (400 `invalid_grant`) and the rest are refused (429) unverified.
+/// The same for twenty wrong client secrets at once. And that address's lock is its own:
+/// alice signs in from another address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_count_before_they_are_answered() {
+    let fx = Fixture::start_with(Store::memory(), |_| {}).await;
+    let guesses = (0..20).map(|i| {
+        let fx = &fx;
+        async move { password_grant_from(fx, loopback(1), "alice", &format!("wrong-{i}")).await }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let verified = answers.iter().filter(|r| r.status == 400).count();
+    let refused = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!(
+        (verified, refused),
+        (5, 15),
+        "statuses: {:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let right = fx.creds.password.clone();
+    assert_throttled(
+        &password_grant_from(&fx, loopback(1), "alice", &right).await,
+        "alice from the guessing address",
+    );
+    let resp = password_grant_from(&fx, loopback(2), "alice", &right).await;
+    assert_eq!(
+        resp.status, 200,
+        "one address cannot lock alice out everywhere: {resp}"
+    );
+
+    let url = fx.token_url();
+    let grant = [("grant_type", "client_credentials")];
+    let guesses = (0..20).map(|i| {
+        let (url, secret) = (&url, format!("wrong-{i}"));
+        async move {
+            common::post_form_from(loopback(3), url, &grant, Some(("photoprint", &secret))).await
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let verified = answers.iter().filter(|r| r.status == 401).count();
+    let refused = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!((verified, refused), (5, 15), "secret guesses at once");
+}
+
+/// Many addresses together meet the loose per-account limit: ten addresses with five wrong
+/// guesses each (none past its own tight limit) lock alice's password checks everywhere,
+/// while bob is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_addresses_cannot_guess_fast() {
+    let fx = Fixture::start_with(Store::memory(), |c| c.add_user("bob", &["reports"])).await;
+    for last in 10..20u8 {
+        for _ in 0..5 {
+            let resp = password_grant_from(&fx, loopback(last), "alice", "wrong").await;
+            assert_error(&resp, 400, "invalid_grant");
+        }
+    }
+    let right = fx.creds.password.clone();
+    assert_throttled(
+        &password_grant_from(&fx, loopback(30), "alice", &right).await,
+        "alice from a fresh address after 50 failures",
+    );
+    let resp = password_grant_from(&fx, loopback(30), "bob", &right).await;
+    assert_eq!(resp.status, 200, "bob is unaffected: {resp}");
+}
 
 async fn password_grant(fx: &Fixture, username: &str, password: &str) -> Resp {
     let params = [

@@ -227,17 +227,30 @@ pub async fn authenticate<'c>(
             _ => Err(failed()),
         };
     };
+    ctx.throttle
+        .refused(Account::Client, &id, ctx.remote)
+        .map_err(OAuthError::slow_down)?;
+    let client = ctx.client(&id).await?;
+    let authenticated = |client| Authenticated {
+        client,
+        via_basic,
+        defaulted: false,
+    };
+    // A secret verified moments ago is no guess: it needs no throttled check.
+    let vouched = client.as_ref().is_some_and(|c| {
+        c.kind == ClientType::Confidential
+            && c.secret_hash
+                .as_deref()
+                .is_some_and(|h| crate::secret::remembered(&secret, h))
+    });
+    if vouched && let Some(client) = client {
+        return Ok(authenticated(client));
+    }
     let attempt = ctx
         .throttle
         .begin(Account::Client, &id, ctx.remote)
+        .await
         .map_err(OAuthError::slow_down)?;
-    let client = match ctx.client(&id).await {
-        Ok(c) => c,
-        Err(e) => {
-            attempt.refund();
-            return Err(e.into());
-        }
-    };
     let Some(client) = client else {
         crate::secret::verify_decoy(secret, config.decoy_template(Account::Client)).await;
         return Err(failed());
@@ -253,11 +266,7 @@ pub async fn authenticate<'c>(
         (ClientType::Confidential, Some(hash)) => {
             if crate::secret::verify_blocking(secret, hash.clone()).await {
                 attempt.refund();
-                Ok(Authenticated {
-                    client,
-                    via_basic,
-                    defaulted: false,
-                })
+                Ok(authenticated(client))
             } else {
                 Err(failed())
             }
@@ -281,11 +290,21 @@ pub async fn check_user<'c>(
     username: &str,
     password: &str,
 ) -> Result<&'c User, PasswordRefused> {
+    ctx.throttle
+        .refused(Account::User, username, ctx.remote)
+        .map_err(PasswordRefused::SlowDown)?;
+    let user = ctx.config.user(username);
+    if let Some(user) = user
+        && crate::secret::remembered(password, &user.password_hash)
+    {
+        return Ok(user);
+    }
     let attempt = ctx
         .throttle
         .begin(Account::User, username, ctx.remote)
+        .await
         .map_err(PasswordRefused::SlowDown)?;
-    let Some(user) = ctx.config.user(username) else {
+    let Some(user) = user else {
         let template = ctx.config.decoy_template(Account::User);
         crate::secret::verify_decoy(password.to_owned(), template).await;
         return Err(PasswordRefused::Wrong);

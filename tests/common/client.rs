@@ -54,7 +54,21 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Resp {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    send_from(None, method, url, headers, body).await
+}
+
+/// [`send`] from the local address `local` (any 127.0.0.0/8 address works on loopback), so
+/// that tests can act as several clients the gateway tells apart by address.
+pub async fn send_from(
+    local: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Resp {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(local);
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).expect("method"))
         .uri(url);
@@ -91,6 +105,16 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
 /// `POST url` with an `application/x-www-form-urlencoded` body, and HTTP Basic client
 /// authentication when `basic` is given (id and secret form-encoded first, RFC 6749 §2.3.1).
 pub async fn post_form(url: &str, params: &[(&str, &str)], basic: Option<(&str, &str)>) -> Resp {
+    post_form_from(None, url, params, basic).await
+}
+
+/// [`post_form`] from the local address `local`.
+pub async fn post_form_from(
+    local: Option<std::net::IpAddr>,
+    url: &str,
+    params: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> Resp {
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
@@ -102,7 +126,7 @@ pub async fn post_form(url: &str, params: &[(&str, &str)], basic: Option<(&str, 
         headers.push(("authorization", basic_auth(id, secret)));
     }
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    send("POST", url, &headers, body).await
+    send_from(local, "POST", url, &headers, body).await
 }
 
 /// The `Authorization` value for HTTP Basic client authentication.

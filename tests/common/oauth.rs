@@ -426,8 +426,14 @@ impl Fixture {
     }
 
     /// `POST /oauth/introspect` as `photoprint`.
+    /// Introspection by `photoprint`, the fixture's main confidential client.
     pub async fn introspect(&self, token: &str) -> Resp {
-        let basic = Some(("photoprint", self.creds.secret.as_str()));
+        self.introspect_as("photoprint", token).await
+    }
+
+    /// Introspection by `client_id` (a confidential client with the fixture's secret).
+    pub async fn introspect_as(&self, client_id: &str, token: &str) -> Resp {
+        let basic = Some((client_id, self.creds.secret.as_str()));
         post_form(&self.url("/oauth/introspect"), &[("token", token)], basic).await
     }
 }
