@@ -112,6 +112,11 @@ async fn code_flow_confidential_client(store: Store) {
     assert!(!back.contains('#'), "code flow uses the query: {back}");
     let query = query_params(back);
     assert_eq!(query.get("state").map(String::as_str), Some(state));
+    assert_eq!(
+        query.get("iss").map(String::as_str),
+        Some(ISSUER),
+        "RFC 9207: the code comes with the issuer: {back}"
+    );
     let code = query.get("code").expect("code");
 
     let resp = fx
@@ -350,25 +355,26 @@ async fn consent_decides_the_scopes() {
     assert_eq!(fx.get("/abc/x", Some(&access)).await.status, 200);
     assert_eq!(fx.get("/secret/x", Some(&access)).await.status, 403);
 
+    // `publish` was never requested, so it is not on the form; adding it to the POST must
+    // not widen the grant: the code carries exactly what was ticked of what was shown.
     let tampered = Some(&["reports", "publish"][..]);
     let resp = agent
         .approve(&params("tamper"), "alice", &password, tampered, "grant")
         .await;
-    if let Some(code) = resp
-        .header("location")
-        .and_then(|l| query_params(l).get("code").cloned())
-    {
-        let resp = fx
-            .exchange_code("webapp", true, &code, &cb, Some(&pkce.verifier))
-            .await;
-        if resp.status == 200 {
-            let scope = resp.json()["scope"].as_str().unwrap_or_default().to_owned();
-            assert!(
-                !scope_set(&scope).contains("publish"),
-                "unrequested scope granted: {resp}"
-            );
-        }
-    }
+    assert_eq!(resp.status, 303, "tampered consent: {resp}");
+    let code = query_params(location(&resp))
+        .get("code")
+        .cloned()
+        .unwrap_or_else(|| panic!("a code for the ticked, requested scope: {resp}"));
+    let resp = fx
+        .exchange_code("webapp", true, &code, &cb, Some(&pkce.verifier))
+        .await;
+    assert_eq!(resp.status, 200, "{resp}");
+    assert_eq!(
+        resp.json()["scope"],
+        "reports",
+        "unrequested scope granted: {resp}"
+    );
 }
 
 /// Asserts a 303 back to `cb` with `error` and `state` in the query, and no code.
@@ -388,4 +394,12 @@ fn assert_redirect_error(resp: &common::Resp, cb: &str, error: &str, state: &str
         "{back}"
     );
     assert!(!query.contains_key("code"), "{back}");
+    assert_eq!(
+        query.get("iss").map(String::as_str),
+        Some(ISSUER),
+        "RFC 9207 iss: {back}"
+    );
 }
+
+/// The fixture's `public_url`, which authorization responses name as `iss`.
+const ISSUER: &str = "http://127.0.0.1:1";

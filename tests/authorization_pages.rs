@@ -60,9 +60,17 @@ async fn redirect_rules() {
                 .collect(),
         ),
     ];
+    let messages = [
+        ("unregistered redirect_uri", "is not registered for this client"),
+        ("omitted, two registered", "this client has several registered"),
+        ("client without redirect URIs", "is not registered for this client"),
+    ];
     for (case, params) in &error_pages {
         let resp = authorize(&fx, params).await;
         assert_eq!(resp.status, 400, "{case}: {resp}");
+        if let Some((_, text)) = messages.iter().find(|(c, _)| c == case) {
+            assert!(resp.body.contains(text), "{case}: says {text:?}: {resp}");
+        }
         assert!(
             resp.header("location").is_none(),
             "{case} redirected: {resp}"
@@ -92,7 +100,7 @@ async fn redirect_rules() {
         ),
         (
             "undeclared scope",
-            with("webapp", &[("scope", Some("reports nonexistent"))]),
+            with("webapp", &[("scope", Some("reports \"nonexistent<x>"))]),
             "invalid_scope",
         ),
         (
@@ -146,6 +154,19 @@ async fn redirect_rules() {
             "{case}: {back}"
         );
         assert!(!query.contains_key("code"), "{case}: {back}");
+        assert_eq!(
+            query.get("iss").map(String::as_str),
+            Some("http://127.0.0.1:1"),
+            "{case}: RFC 9207 iss: {back}"
+        );
+        // The description is Tollgate's own fixed text, never the request's input.
+        let description = query.get("error_description").cloned().unwrap_or_default();
+        for input in ["magic", "nonexistent", "publish", "<x>", "\""] {
+            assert!(
+                !description.contains(input),
+                "{case}: error_description echoes {input:?}: {description}"
+            );
+        }
     }
 
     let in_fragment = [
@@ -186,7 +207,68 @@ async fn redirect_rules() {
             Some(NASTY_STATE),
             "{case}: {back}"
         );
+        assert_eq!(
+            fragment.get("iss").map(String::as_str),
+            Some("http://127.0.0.1:1"),
+            "{case}: RFC 9207 iss: {back}"
+        );
     }
+}
+
+/// A client with no redirect URIs at all is told so (not that it has several), and what a
+/// parked request costs is bounded: `state` has a length limit, and one address may park only
+/// so many requests a minute (each is a 10-minute record in the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_request_may_cost_is_bounded() {
+    let fx = Fixture::start_with(Store::memory(), add_auth_clients).await;
+    let cb = fx.callback();
+    let pkce = Pkce::random();
+    let request = |client: &str, redirect: Option<&str>, state: &str| {
+        let mut params = vec![
+            ("response_type".to_owned(), "code".to_owned()),
+            ("client_id".to_owned(), client.to_owned()),
+            ("scope".to_owned(), "reports".to_owned()),
+            ("state".to_owned(), state.to_owned()),
+            ("code_challenge".to_owned(), pkce.challenge.clone()),
+            ("code_challenge_method".to_owned(), "S256".to_owned()),
+        ];
+        if let Some(r) = redirect {
+            params.push(("redirect_uri".to_owned(), r.to_owned()));
+        }
+        params
+    };
+    let resp = authorize(&fx, &request("photoprint", None, "s")).await;
+    assert_eq!(resp.status, 400, "{resp}");
+    assert!(
+        resp.body.contains("no registered redirect_uri"),
+        "a client without redirect URIs: {resp}"
+    );
+    assert!(!resp.body.contains("several"), "{resp}");
+
+    let long = "s".repeat(1025);
+    let resp = authorize(&fx, &request("webapp", Some(&cb), &long)).await;
+    assert_eq!(resp.status, 400, "a 1025-byte state: {resp}");
+    assert!(resp.header("location").is_none(), "{resp}");
+    let fits = "s".repeat(1024);
+    let resp = authorize(&fx, &request("webapp", Some(&cb), &fits)).await;
+    assert_eq!(resp.status, 200, "a 1024-byte state is fine: {resp}");
+
+    // 60 parked requests a minute per address (one was parked just above).
+    let mut statuses = Vec::new();
+    for i in 0..60 {
+        let resp = authorize(&fx, &request("webapp", Some(&cb), &format!("s{i}"))).await;
+        statuses.push(resp.status);
+        if resp.status == 429 {
+            assert!(resp.header("retry-after").is_some(), "{resp}");
+            assert_html_page(&resp);
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        59,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
 
 async fn authorize(fx: &Fixture, params: &[(String, String)]) -> Resp {

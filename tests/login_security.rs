@@ -68,8 +68,9 @@ async fn login_errors_and_csrf() {
         assert!(!is_consent_redirect(&resp), "{case}: {resp}");
     }
 
-    let page = agent.authorize(&params).await;
-    let resp = agent.login(&page, "alice", &fx.creds.password).await;
+    // The control: the same form, with its own CSRF value and cookie, signs in. So the two
+    // refusals above were the CSRF check's doing and nothing else.
+    let resp = agent.post(&form.action, &login(&right)).await;
     assert!(
         is_consent_redirect(&resp),
         "the real login after failures: {resp}"
@@ -108,6 +109,93 @@ async fn login_errors_and_csrf() {
         !has_code(&resp),
         "consent POST with a forged CSRF value gave a code: {resp}"
     );
+    assert_eq!(resp.status, 403, "{resp}");
+    // The control: the same POST with the form's own CSRF value gives the code.
+    let resp = agent.post(&form.action, &form_fields(&form)).await;
+    assert!(has_code(&resp), "the genuine consent POST: {resp}");
+}
+
+/// The consent form's fields as the page has them, ticking `reports` and granting.
+fn form_fields(form: &Form) -> Vec<(String, String)> {
+    let mut fields = form.hidden();
+    fields.push(("scope".into(), "reports".into()));
+    fields.push(("decision".into(), "grant".into()));
+    fields
+}
+
+/// CSRF tokens are made by the server, never adopted from the browser: a `tollgate_csrf`
+/// cookie planted before the flow (say by a sibling domain) is replaced, and the login form
+/// carries a fresh value. The consent form's token belongs to the login session and is
+/// renewed at every login: one session's token is refused with another session's cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_tokens_are_made_by_the_server_and_bound_to_the_session() {
+    let fx = Fixture::start_with(Store::memory(), add_auth_clients).await;
+    let (cb, pkce) = (fx.callback(), Pkce::random());
+    let params = code_params("webapp", &cb, "reports", "s", &pkce);
+    let planted = "0123456789abcdef0123456789abcdef";
+    let mut agent = fx.agent();
+    agent.jar.set("tollgate_csrf", planted);
+    let page = agent.authorize(&params).await;
+    assert_eq!(page.status, 200, "{page}");
+    let login_csrf = Form::posting_to(&page, "/oauth/login")
+        .hidden_value("csrf")
+        .expect("csrf field");
+    assert_ne!(login_csrf, planted, "the planted CSRF cookie was adopted");
+    assert_eq!(agent.jar.get("tollgate_csrf"), Some(login_csrf.as_str()));
+
+    let resp = agent.login(&page, "alice", &fx.creds.password).await;
+    assert!(is_consent_redirect(&resp), "{resp}");
+    let consent = agent.follow(&resp).await;
+    let first = Form::posting_to(&consent, "/oauth/consent");
+    let first_csrf = first.hidden_value("csrf").expect("csrf field");
+    assert_ne!(first_csrf, login_csrf, "the CSRF token is renewed at login");
+
+    // A second browser signs in as alice too: its session has a token of its own.
+    let mut other = fx.agent();
+    let page = other.authorize(&params).await;
+    let resp = other.login(&page, "alice", &fx.creds.password).await;
+    let consent = other.follow(&resp).await;
+    let second = Form::posting_to(&consent, "/oauth/consent");
+    assert_ne!(second.hidden_value("csrf"), Some(first_csrf.clone()));
+
+    // The first session's token with the second session's cookie: refused.
+    let mut crossed = form_fields(&second);
+    for (name, value) in crossed.iter_mut() {
+        if name == "csrf" {
+            *value = first_csrf.clone();
+        }
+    }
+    let resp = other.post(&second.action, &crossed).await;
+    assert_eq!(resp.status, 403, "a token of another session: {resp}");
+    assert!(!has_code(&resp), "{resp}");
+    // Each session's own form works.
+    let resp = other.post(&second.action, &form_fields(&second)).await;
+    assert!(has_code(&resp), "{resp}");
+    let resp = agent.post(&first.action, &form_fields(&first)).await;
+    assert!(has_code(&resp), "{resp}");
+}
+
+/// TLS may end in front of Tollgate: with an `https://` public_url and a plain listener,
+/// the CSRF and session cookies are `Secure` all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_behind_tls_termination() {
+    let fx = Fixture::start_with(Store::memory(), |c| {
+        add_auth_clients(c);
+        c.public_url = "https://gateway.example.test".into();
+    })
+    .await;
+    let (cb, pkce) = (fx.callback(), Pkce::random());
+    let mut agent = fx.agent();
+    let page = agent
+        .authorize(&code_params("webapp", &cb, "reports", "s", &pkce))
+        .await;
+    assert_eq!(page.status, 200, "{page}");
+    let csrf = set_cookie_line(&page, "tollgate_csrf").expect("tollgate_csrf cookie");
+    assert!(cookie_attributes(csrf).contains_key("secure"), "{csrf}");
+    let resp = agent.login(&page, "alice", &fx.creds.password).await;
+    assert_eq!(resp.status, 303, "{resp}");
+    let session = set_cookie_line(&resp, "tollgate_session").expect("tollgate_session cookie");
+    assert!(cookie_attributes(session).contains_key("secure"), "{session}");
 }
 
 fn is_consent_redirect(resp: &Resp) -> bool {
@@ -143,6 +231,15 @@ async fn pages_escape_what_they_echo() {
     let page = agent.authorize(&params).await;
     assert_eq!(page.status, 200, "{page}");
     assert!(!page.body.contains("<script>alert"), "login page: {page}");
+    // A failed login shows the username again: as text.
+    let nasty_user = "<b>bob</b>\"'&";
+    let page = agent.login(&page, nasty_user, "wrong").await;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(!page.body.contains("<b>bob</b>"), "username unescaped: {page}");
+    let username = Form::posting_to(&page, "/oauth/login")
+        .input("username")
+        .and_then(|i| i.attr("value").map(html_unescape));
+    assert_eq!(username.as_deref(), Some(nasty_user), "{page}");
     let resp = agent.login(&page, "alice", &fx.creds.password).await;
     let consent = agent.follow(&resp).await;
     assert_eq!(consent.status, 200, "{consent}");

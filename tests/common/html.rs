@@ -274,9 +274,10 @@ pub fn assert_html_page(resp: &Resp) {
         "X-Frame-Options in {resp}"
     );
     let csp = resp.header("content-security-policy").unwrap_or_default();
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
     assert!(
-        !csp.trim().is_empty(),
-        "no Content-Security-Policy in {resp}"
+        directives.contains(&"frame-ancestors 'none'"),
+        "Content-Security-Policy without frame-ancestors 'none' in {resp}"
     );
     let cache = resp.header("cache-control").unwrap_or_default();
     assert!(
