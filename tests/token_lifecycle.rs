@@ -248,4 +248,13 @@ async fn default_client_serves_requests_that_name_none() {
 
     let resp = post_form(&url, &[("grant_type", "client_credentials")], None).await;
     assert_error(&resp, 401, "invalid_client");
+
+    // A confidential client's refresh token always needs that client's authentication: the
+    // default client does not stand in for it.
+    let theirs = refresh_token(&fx.password_token_for("photoprint", "reports").await);
+    let unauthenticated = [("grant_type", "refresh_token"), ("refresh_token", &theirs)];
+    let resp = post_form(&url, &unauthenticated, None).await;
+    assert_error(&resp, 400, "invalid_grant");
+    let resp = fx.token_request("photoprint", &unauthenticated).await;
+    assert_eq!(resp.status, 200, "the same refresh, authenticated: {resp}");
 }

@@ -207,6 +207,21 @@ fn errors_carry_file_line_and_column() {
         ),
         (
             "[server]",
+            "[oauth]\ndefault_client = \"app\"\n[server]",
+            "gw.toml:3:18: [oauth].default_client must name a public client",
+        ),
+        (
+            "[server]",
+            "[oauth]\ndefault_client = \"ghost\"\n[server]",
+            "gw.toml:3:18: [oauth].default_client names unknown client",
+        ),
+        (
+            "name = \"reports\"",
+            "name = \"introspect\"",
+            "gw.toml:7:8: `introspect` is built in",
+        ),
+        (
+            "[server]",
             "[oauth]\npath = \"/oauth/\"\n[server]",
             "gw.toml:3:8: path must be a literal path",
         ),
