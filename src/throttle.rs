@@ -290,9 +290,8 @@ impl Throttle {
             return;
         };
         let now = Instant::now();
-        self.windows.retain(|_, w| {
-            w.in_flight > 0 || (w.failures > 0 && w.started + WINDOW > now)
-        });
+        self.windows
+            .retain(|_, w| w.in_flight > 0 || (w.failures > 0 && w.started + WINDOW > now));
         self.swept_at.store(self.windows.len(), Ordering::Relaxed);
     }
 
@@ -446,10 +445,14 @@ mod tests {
         let t = Throttle::default();
         // Successful checks leave empty windows behind; sweeps clear them.
         for i in 0..SWEEP_ABOVE as u32 {
-            t.begin(Account::User, &format!("u{i}"), IpAddr::from(i.to_be_bytes()))
-                .await
-                .expect("ok")
-                .refund();
+            t.begin(
+                Account::User,
+                &format!("u{i}"),
+                IpAddr::from(i.to_be_bytes()),
+            )
+            .await
+            .expect("ok")
+            .refund();
         }
         assert!(
             t.tracked() <= SWEEP_ABOVE + 3,

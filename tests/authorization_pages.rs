@@ -61,9 +61,18 @@ async fn redirect_rules() {
         ),
     ];
     let messages = [
-        ("unregistered redirect_uri", "is not registered for this client"),
-        ("omitted, two registered", "this client has several registered"),
-        ("client without redirect URIs", "is not registered for this client"),
+        (
+            "unregistered redirect_uri",
+            "is not registered for this client",
+        ),
+        (
+            "omitted, two registered",
+            "this client has several registered",
+        ),
+        (
+            "client without redirect URIs",
+            "is not registered for this client",
+        ),
     ];
     for (case, params) in &error_pages {
         let resp = authorize(&fx, params).await;

@@ -147,7 +147,12 @@ async fn introspection_describes_live_tokens_only(store: Store) {
 async fn introspection_answers_confidential_clients_about_their_own_tokens(store: Store) {
     let fx = Fixture::start_with(store, |c| {
         c.add_client("other", &["client_credentials"], &["reports"], "");
-        c.add_client("resource-server", &["client_credentials"], &["introspect"], "");
+        c.add_client(
+            "resource-server",
+            &["client_credentials"],
+            &["introspect"],
+            "",
+        );
         c.add_public_client(
             "spa",
             &["http://127.0.0.1:3000/cb"],
@@ -164,8 +169,14 @@ async fn introspection_answers_confidential_clients_about_their_own_tokens(store
     assert_eq!(fx.introspect(&refresh).await.json()["active"], true);
 
     // Another confidential client learns nothing about it, access or refresh token.
-    assert_inactive(&fx.introspect_as("other", &access).await, "other's access token");
-    assert_inactive(&fx.introspect_as("other", &refresh).await, "other's refresh token");
+    assert_inactive(
+        &fx.introspect_as("other", &access).await,
+        "other's access token",
+    );
+    assert_inactive(
+        &fx.introspect_as("other", &refresh).await,
+        "other's refresh token",
+    );
 
     // A resource server holding `introspect` sees anyone's token.
     let info = fx.introspect_as("resource-server", &access).await.json();
@@ -183,8 +194,13 @@ async fn introspection_answers_confidential_clients_about_their_own_tokens(store
     );
 
     // `introspect` is built in: no client gets it by default and it is not advertised.
-    let meta = get(&fx.url("/.well-known/oauth-authorization-server"), &[]).await.json();
-    let scopes = meta["scopes_supported"].as_array().cloned().unwrap_or_default();
+    let meta = get(&fx.url("/.well-known/oauth-authorization-server"), &[])
+        .await
+        .json();
+    let scopes = meta["scopes_supported"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for builtin in ["admin", "introspect"] {
         assert!(
             !scopes.iter().any(|s| s == builtin),
@@ -325,7 +341,10 @@ async fn metadata_describes_the_server() {
         scopes.is_superset(&owned(&["reports", "secret", "publish", "infra"])),
         "{meta}"
     );
-    assert!(!scopes.contains("admin"), "built-in scopes are not advertised: {meta}");
+    assert!(
+        !scopes.contains("admin"),
+        "built-in scopes are not advertised: {meta}"
+    );
     assert_eq!(
         meta["authorization_response_iss_parameter_supported"], true,
         "RFC 9207: {meta}"

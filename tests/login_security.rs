@@ -195,7 +195,10 @@ async fn cookies_are_secure_behind_tls_termination() {
     let resp = agent.login(&page, "alice", &fx.creds.password).await;
     assert_eq!(resp.status, 303, "{resp}");
     let session = set_cookie_line(&resp, "tollgate_session").expect("tollgate_session cookie");
-    assert!(cookie_attributes(session).contains_key("secure"), "{session}");
+    assert!(
+        cookie_attributes(session).contains_key("secure"),
+        "{session}"
+    );
 }
 
 fn is_consent_redirect(resp: &Resp) -> bool {
@@ -235,7 +238,10 @@ async fn pages_escape_what_they_echo() {
     let nasty_user = "<b>bob</b>\"'&";
     let page = agent.login(&page, nasty_user, "wrong").await;
     assert_eq!(page.status, 200, "{page}");
-    assert!(!page.body.contains("<b>bob</b>"), "username unescaped: {page}");
+    assert!(
+        !page.body.contains("<b>bob</b>"),
+        "username unescaped: {page}"
+    );
     let username = Form::posting_to(&page, "/oauth/login")
         .input("username")
         .and_then(|i| i.attr("value").map(html_unescape));

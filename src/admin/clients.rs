@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{AdminError, AdminResult};
 use crate::config::values::{format_duration, parse_lifetime};
 use crate::config::{
-    ADMIN_SCOPE, Client, ClientType, Grant, RefreshCount, check_redirect_uri, is_client_id,
+    Client, ClientType, Grant, RefreshCount, check_redirect_uri, is_builtin_scope, is_client_id,
 };
 use crate::error::json as json_response;
 use crate::gateway::Gateway;
@@ -245,7 +245,7 @@ fn apply(
                             config.scopes.iter().map(|s| s.name.as_str()).collect();
                         if let Some(s) = list
                             .iter()
-                            .find(|s| s.as_str() != ADMIN_SCOPE && !known.contains(s.as_str()))
+                            .find(|s| !is_builtin_scope(s) && !known.contains(s.as_str()))
                         {
                             return Err(AdminError::new(
                                 StatusCode::BAD_REQUEST,

@@ -5,8 +5,8 @@
 use hyper::{Request, StatusCode};
 
 use super::browser::{
-    self, Answer, Pending, csrf_ok, forged, get_pending, load_pending, login_page,
-    redirect_error, redirect_to_client, store_down,
+    self, Answer, Pending, csrf_ok, forged, get_pending, load_pending, login_page, redirect_error,
+    redirect_to_client, store_down,
 };
 use super::code::CodeGrant;
 use super::issue;
@@ -237,7 +237,12 @@ async fn implicit_token(
     if let Some(state) = &pending.state {
         fragment.push(("state", state));
     }
-    Ok(redirect_to_client(ctx, &pending.redirect_uri, true, fragment))
+    Ok(redirect_to_client(
+        ctx,
+        &pending.redirect_uri,
+        true,
+        fragment,
+    ))
 }
 
 /// Requested scopes the user may grant (their own list; none = all).

@@ -34,9 +34,7 @@ pub use admin::{
     Admin, Metrics, OPS_CLIENT, Sample, add_ops_client, admin_call, admin_fixture, admin_token,
     metrics,
 };
-pub use client::{
-    Resp, basic_auth, get, post_form, post_form_from, raw, raw_get, send, send_from,
-};
+pub use client::{Resp, basic_auth, get, post_form, post_form_from, raw, raw_get, send, send_from};
 pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
 pub use gateway::Gateway;
 pub use html::{Element, Form, assert_html_page, html_unescape};
