@@ -11,7 +11,9 @@
 //! | [`gateway`] | the per-request pipeline on the public listener |
 //! | [`auth`] | bearer extraction, token validation, scope check → `Permit` |
 //! | [`proxy`] | upstream client, round-robin, header hygiene |
-//! | [`oauth`] | the token and revocation endpoints |
+//! | [`oauth`] | the authorization server's endpoints and pages |
+//! | [`outbound`] | outbound OAuth credentials: Tollgate as the client of upstreams (SPEC §8) |
+//! | [`seal`] | sealing secrets kept in the store (ChaCha20-Poly1305) |
 //! | [`store`] | token store: memory or Redis, with the per-node cache |
 //! | [`token`] | token generation, hashing, records |
 //! | [`secret`] | argon2id for client secrets and passwords |
@@ -35,8 +37,10 @@ pub mod error;
 pub mod gateway;
 pub mod metrics;
 pub mod oauth;
+pub mod outbound;
 pub mod pattern;
 pub mod proxy;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod store;

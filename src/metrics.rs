@@ -88,6 +88,10 @@ pub struct Metrics {
     issued: DashMap<&'static str, AtomicU64>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Outbound token requests by (credential, outcome).
+    credential_requests: DashMap<(String, &'static str), AtomicU64>,
+    /// Expiry (Unix seconds) of each credential's current upstream token.
+    credential_expiry: DashMap<String, AtomicU64>,
 }
 
 impl Metrics {
@@ -127,6 +131,22 @@ impl Metrics {
             &self.reloads_failed
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One outbound token request of `credential` ended with `outcome` (`ok`, `refused`, …).
+    pub fn credential_request(&self, credential: &str, outcome: &'static str) {
+        self.credential_requests
+            .entry((credential.to_owned(), outcome))
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `credential`'s current upstream token expires at `unix_ms`.
+    pub fn credential_expiry(&self, credential: &str, unix_ms: u64) {
+        self.credential_expiry
+            .entry(credential.to_owned())
+            .or_default()
+            .store(unix_ms / 1000, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -209,6 +229,35 @@ impl Metrics {
             "Revocation messages received from the store channel.",
             revocations,
         );
+        let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str("# HELP tollgate_credential_token_requests_total Outbound token requests by credential and outcome.\n# TYPE tollgate_credential_token_requests_total counter\n");
+        let mut requests: Vec<_> = self
+            .credential_requests
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        requests.sort();
+        for ((credential, outcome), n) in requests {
+            let _ = writeln!(
+                out,
+                "tollgate_credential_token_requests_total{{credential=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape(&credential)
+            );
+        }
+        out.push_str("# HELP tollgate_credential_token_expiry_seconds When each credential's current upstream token expires (Unix time).\n# TYPE tollgate_credential_token_expiry_seconds gauge\n");
+        let mut expiry: Vec<_> = self
+            .credential_expiry
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        expiry.sort();
+        for (credential, at) in expiry {
+            let _ = writeln!(
+                out,
+                "tollgate_credential_token_expiry_seconds{{credential=\"{}\"}} {at}",
+                escape(&credential)
+            );
+        }
         out.push_str("# HELP tollgate_config_reloads_total Config reloads by outcome.\n# TYPE tollgate_config_reloads_total counter\n");
         let _ = writeln!(
             out,

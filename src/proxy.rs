@@ -151,6 +151,13 @@ fn http1_only(mut tls: rustls::ClientConfig) -> rustls::ClientConfig {
     tls
 }
 
+/// The system's roots (read once) for the gateway's other HTTPS clients: outbound
+/// credentials' token requests.
+pub(crate) fn system_tls_config() -> rustls::ClientConfig {
+    static ROOTS: LazyLock<rustls::ClientConfig> = LazyLock::new(system_roots);
+    ROOTS.clone()
+}
+
 /// The system's trusted roots (those rustls-native-certs can read; none if it reads none,
 /// which makes every https:// upstream without `upstream_ca` fail with 502, loudly logged).
 fn system_roots() -> rustls::ClientConfig {

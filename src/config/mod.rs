@@ -45,6 +45,8 @@ pub struct Config {
     pub users: Vec<User>,
     pub clients: Vec<Client>,
     pub routes: Vec<Route>,
+    /// Outbound OAuth credentials (SPEC §8).
+    pub credentials: Vec<Arc<crate::outbound::Credential>>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,8 @@ pub struct StoreConfig {
     pub cache_ttl: Duration,
     /// Most tokens a node keeps in its local cache.
     pub cache_capacity: usize,
+    /// Seals upstream tokens kept in the store (`[store] encryption_key`, 32 bytes).
+    pub encryption_key: Option<crate::seal::SealKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +228,8 @@ pub struct Route {
     pub forward_authorization: bool,
     /// Trust only this CA for `https://` upstreams (default: the system's roots).
     pub upstream_ca: Option<Arc<rustls::ClientConfig>>,
+    /// The outbound credential whose token is sent upstream (SPEC §8).
+    pub credential: Option<String>,
 }
 
 /// Why a config could not be loaded: every message is `FILE:LINE:COL: message` (or

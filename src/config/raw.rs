@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub clients: Vec<Spanned<RawClient>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub credentials: Vec<Spanned<RawCredential>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +62,7 @@ pub struct RawStore {
     pub prefix: Option<Str>,
     pub cache_ttl: Option<Str>,
     pub cache_capacity: Option<Spanned<i64>>,
+    pub encryption_key: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,4 +124,32 @@ pub struct RawRoute {
     pub forward_authorization: Option<Spanned<bool>>,
     pub upstream_ca: Option<Str>,
     pub credential: Option<Str>,
+}
+
+/// `[[credentials]]`: how Tollgate gets its own token for an upstream (SPEC §8).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredential {
+    pub name: Str,
+    pub token_url: Str,
+    pub grant: Str,
+    pub client_id: Str,
+    pub client_secret: Option<Str>,
+    pub auth_method: Option<Str>,
+    pub scope: Option<Str>,
+    pub params: Option<Spanned<std::collections::BTreeMap<String, Str>>>,
+    pub request_format: Option<Str>,
+    pub refresh_url: Option<Str>,
+    pub refresh_token: Option<Str>,
+    pub username: Option<Str>,
+    pub password: Option<Str>,
+    pub authorize_url: Option<Str>,
+    pub per_user: Option<Spanned<bool>>,
+    pub access_token_path: Option<Str>,
+    pub refresh_token_path: Option<Str>,
+    pub expires_in_path: Option<Str>,
+    pub default_ttl: Option<Str>,
+    pub refresh_before: Option<Str>,
+    pub timeout: Option<Str>,
+    pub ca: Option<Str>,
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use hyper::Uri;
 use toml::Spanned;
 
+mod credentials;
+
 use super::raw::{RawClient, RawConfig, RawRoute, RawScope, RawUser, Str, StrList};
 use super::values::{Diagnostics, interpolate, parse_duration, parse_lifetime};
 use super::*;
@@ -101,6 +103,7 @@ impl Validator<'_> {
             listen: admin_listen,
         };
 
+        let store_span = raw.store.as_ref().map(|s| s.backend.span());
         let store = self.store(raw.store);
         let scopes = self.scopes(raw.scopes);
         let scope_names: HashSet<String> = scopes.iter().map(|s| s.name.clone()).collect();
@@ -130,7 +133,17 @@ impl Validator<'_> {
             }
         }
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let routes = self.routes(raw.routes, &scopes, &base);
+        let credentials = self.credentials(raw.credentials, &base);
+        if !credentials.is_empty()
+            && matches!(store.backend, Backend::Redis { .. })
+            && store.encryption_key.is_none()
+        {
+            self.d.error(
+                store_span.unwrap_or(0..0),
+                "[store] encryption_key is required when [[credentials]] are used with backend = \"redis\" (upstream tokens are kept in Redis sealed with it)",
+            );
+        }
+        let routes = self.routes(raw.routes, &scopes, &base, &credentials);
 
         Config {
             source: path.to_path_buf(),
@@ -142,6 +155,7 @@ impl Validator<'_> {
             users,
             clients,
             routes,
+            credentials: credentials.into_iter().map(Arc::new).collect(),
         }
     }
 
@@ -152,6 +166,7 @@ impl Validator<'_> {
                 prefix: "tollgate:".to_owned(),
                 cache_ttl: Duration::from_secs(30),
                 cache_capacity: DEFAULT_CACHE_CAPACITY,
+                encryption_key: None,
             };
         };
         let backend = match self.string(&raw.backend).as_str() {
@@ -241,11 +256,13 @@ impl Validator<'_> {
             Some(n) => *n.get_ref() as usize,
             None => DEFAULT_CACHE_CAPACITY,
         };
+        let encryption_key = self.encryption_key(&raw.encryption_key);
         StoreConfig {
             backend,
             prefix,
             cache_ttl,
             cache_capacity,
+            encryption_key,
         }
     }
 
@@ -542,7 +559,13 @@ impl Validator<'_> {
         }
     }
 
-    fn routes(&mut self, raw: Vec<Spanned<RawRoute>>, scopes: &[Scope], base: &Path) -> Vec<Route> {
+    fn routes(
+        &mut self,
+        raw: Vec<Spanned<RawRoute>>,
+        scopes: &[Scope],
+        base: &Path,
+        credentials: &[crate::outbound::Credential],
+    ) -> Vec<Route> {
         let mut names = HashSet::new();
         let mut places: HashMap<(Option<String>, String), String> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
@@ -598,13 +621,22 @@ impl Validator<'_> {
             {
                 self.err(t, "timeout must be more than 0");
             }
-            if let Some(c) = &r.credential {
+            let credential = r.credential.as_ref().and_then(|c| {
                 let c_name = self.string(c);
-                self.err(
-                    c,
-                    format!("unknown credential {c_name:?} (no [[credentials]] are declared)"),
-                );
-            }
+                match credentials.iter().find(|k| k.name == c_name) {
+                    None if credentials.is_empty() => self.err(
+                        c,
+                        format!("unknown credential {c_name:?} (no [[credentials]] are declared)"),
+                    ),
+                    None => self.err(c, format!("unknown credential {c_name:?}")),
+                    Some(k) if k.per_user && auth != RouteAuth::Bearer => self.err(
+                        c,
+                        format!("credential {c_name:?} is per_user: its route needs auth = \"bearer\" (the caller's user picks the upstream token)"),
+                    ),
+                    Some(_) => return Some(c_name),
+                }
+                None
+            });
             if let (Some(p), RouteAuth::Bearer) = (&pattern, auth) {
                 let covered = scopes
                     .iter()
@@ -637,6 +669,7 @@ impl Validator<'_> {
                     .as_ref()
                     .is_some_and(|f| *f.get_ref()),
                 upstream_ca,
+                credential,
             });
         }
         out

@@ -6,47 +6,26 @@
 //! store only knows by its SHA-256. Only someone holding the old refresh token can open it,
 //! and that someone is exactly who is allowed to see the answer.
 
-use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest, Sha256};
 
-const NONCE_BYTES: usize = 12;
+use crate::seal::SealKey;
 
-fn cipher(refresh_token: &str) -> ChaCha20Poly1305 {
+fn key(refresh_token: &str) -> SealKey {
     // Domain-separated from the store's SHA-256(token), which is public to anyone reading Redis.
     let mut h = Sha256::new();
     h.update(b"tollgate refresh grace v1\0");
     h.update(refresh_token.as_bytes());
-    let key: [u8; 32] = h.finalize().into();
-    ChaCha20Poly1305::new(Key::from_slice(&key))
+    SealKey(h.finalize().into())
 }
 
 /// Seals `plaintext` under `refresh_token`; `None` only if the OS random generator fails.
 pub fn seal(refresh_token: &str, plaintext: &[u8]) -> Option<String> {
-    let mut nonce = [0u8; NONCE_BYTES];
-    getrandom::fill(&mut nonce).ok()?;
-    let mut out = nonce.to_vec();
-    out.extend(
-        cipher(refresh_token)
-            .encrypt(Nonce::from_slice(&nonce), plaintext)
-            .ok()?,
-    );
-    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(out))
+    key(refresh_token).seal(plaintext)
 }
 
 /// Opens what [`seal`] made with the same token; `None` for any other token or tampering.
 pub fn open(refresh_token: &str, sealed: &str) -> Option<Vec<u8>> {
-    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(sealed)
-        .ok()?;
-    if bytes.len() < NONCE_BYTES {
-        return None;
-    }
-    let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
-    cipher(refresh_token)
-        .decrypt(Nonce::from_slice(nonce), ciphertext)
-        .ok()
+    key(refresh_token).open(sealed)
 }
 
 #[cfg(test)]

@@ -163,6 +163,40 @@ impl MemoryStore {
         self.maps.records.remove(&(kind, key.to_owned()));
     }
 
+    /// Removes and returns a live record: whoever takes it has it alone.
+    pub fn take_record(&self, kind: RecordKind, key: &str) -> Option<String> {
+        let (_, r) = self.maps.records.remove(&(kind, key.to_owned()))?;
+        (r.expires > Instant::now()).then_some(r.value)
+    }
+
+    /// Creates the record only if no live one exists; true if this call created it.
+    pub fn create_record(&self, kind: RecordKind, key: &str, value: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut created = false;
+        self.maps
+            .records
+            .entry((kind, key.to_owned()))
+            .and_modify(|r| {
+                if r.expires <= now {
+                    *r = Record {
+                        value: value.to_owned(),
+                        expires: now + ttl,
+                        used: false,
+                    };
+                    created = true;
+                }
+            })
+            .or_insert_with(|| {
+                created = true;
+                Record {
+                    value: value.to_owned(),
+                    expires: now + ttl,
+                    used: false,
+                }
+            });
+        created
+    }
+
     pub fn use_code(&self, key: &str) -> CodeUse {
         match self
             .maps

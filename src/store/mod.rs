@@ -224,6 +224,38 @@ impl TokenStore {
         }
     }
 
+    /// Removes and returns a record in one step: of concurrent callers, one gets it.
+    pub async fn take_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.take_record(kind, key)),
+            BackendImpl::Redis(r) => r.take_record(kind, key).await,
+        }
+    }
+
+    /// Creates a record only if there is none (a lock, when `ttl` is short): true if this
+    /// call created it.
+    pub async fn create_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.create_record(kind, key, value, ttl)),
+            BackendImpl::Redis(r) => r.create_record(kind, key, value, ttl).await,
+        }
+    }
+
+    /// Is this the Redis store (shared by several nodes)?
+    pub fn is_shared(&self) -> bool {
+        matches!(&*self.backend, BackendImpl::Redis(_))
+    }
+
     /// Atomically marks an authorization code as used; only one caller gets [`CodeUse::First`].
     pub async fn use_code(&self, key: &str) -> Result<CodeUse, StoreError> {
         match &*self.backend {

@@ -1,5 +1,5 @@
-//! Short-lived records beside the tokens: pending authorization requests, login sessions and
-//! authorization codes. Each lives under a key of its kind, expires on its own, and is shared
+//! Records beside the tokens: pending authorization requests, login sessions, authorization
+//! codes, and outbound credentials' tokens, locks and connect states. Each lives under a key of its kind, expires on its own, and is shared
 //! by every node on the same store (a login on one node, consent on another).
 
 use std::time::Duration;
@@ -13,6 +13,12 @@ pub enum RecordKind {
     Session,
     /// An authorization code (single use).
     Code,
+    /// An outbound credential's tokens, sealed with `[store] encryption_key` (SPEC §8).
+    Credential,
+    /// A short lock: one node fetches a credential's token while the others wait for it.
+    CredentialLock,
+    /// The `state` of an outbound authorization-code connect flow (single use).
+    ConnectState,
 }
 
 impl RecordKind {
@@ -21,6 +27,9 @@ impl RecordKind {
             RecordKind::Request => "req:",
             RecordKind::Session => "sess:",
             RecordKind::Code => "code:",
+            RecordKind::Credential => "cred:",
+            RecordKind::CredentialLock => "credlock:",
+            RecordKind::ConnectState => "cstate:",
         }
     }
 }

@@ -48,6 +48,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('HSETNX', KEYS[1], 'retired', ARGV[1])";
 
 /// -1 = no such code; 1 = this call used it; 0 = it was used before.
+/// Creates record KEYS[1] with value ARGV[1] and expiry ARGV[2] ms unless it exists: 1 if
+/// created, 0 if not. One key, so one slot.
+const CREATE_ONCE: &str = r"
+if redis.call('HSETNX', KEYS[1], 'r', ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
 const USE_ONCE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('HSETNX', KEYS[1], 'used', ARGV[1])";
@@ -59,6 +69,7 @@ pub struct RedisStore {
     set_if_exists: Script,
     retire: Script,
     use_once: Script,
+    create_once: Script,
     subscriber: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -98,6 +109,7 @@ impl RedisStore {
             set_if_exists: Script::new(SET_IF_EXISTS),
             retire: Script::new(RETIRE),
             use_once: Script::new(USE_ONCE),
+            create_once: Script::new(CREATE_ONCE),
             subscriber,
         })
     }
@@ -309,6 +321,46 @@ impl RedisStore {
         conn.hget(self.record_key(kind, key), "r")
             .await
             .map_err(unavailable)
+    }
+
+    /// Removes and returns a record in one step (MULTI/EXEC): whoever takes it has it alone.
+    pub async fn take_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = self.record_key(kind, key);
+        let mut conn = self.conn.clone();
+        let (value, _): (Option<String>, i64) = redis::pipe()
+            .atomic()
+            .hget(&key, "r")
+            .del(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(value)
+    }
+
+    /// Creates the record only if none exists (`HSETNX`, then its expiry in the same
+    /// transaction); true if this call created it.
+    pub async fn create_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = self.record_key(kind, key);
+        let mut conn = self.conn.clone();
+        let created: bool = self
+            .create_once
+            .key(&key)
+            .arg(value)
+            .arg(ttl_millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(created)
     }
 
     pub async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<(), StoreError> {
