@@ -62,8 +62,9 @@ impl Runtime {
     }
 }
 
-/// Routes compiled per host: the most specific pattern wins, and on a tie a route bound to
-/// the request's host beats one that is not.
+/// Routes compiled per host: the most specific pattern wins (longest literal prefix, then
+/// literal over `{id}` over `*`), and on a tie a route bound to the request's host beats one
+/// that is not.
 struct RouteTable {
     any_host: Matcher<usize>,
     by_host: HashMap<String, Matcher<usize>>,
@@ -103,7 +104,10 @@ impl RouteTable {
             .and_then(|m| m.best(method, path));
         match (specific, general) {
             (Some((hp, &hi)), Some((gp, &gi))) => {
-                let host_wins = hp.literal_prefix().len() >= gp.literal_prefix().len();
+                // Each table's best is already its most specific; between the two, the
+                // README's order: prefix length, then literal over `{id}` over `*`, and only
+                // on a tie of both the host-bound route.
+                let host_wins = hp.path_precedence() >= gp.path_precedence();
                 Some(if host_wins { hi } else { gi })
             }
             (Some((_, &i)), None) | (None, Some((_, &i))) => Some(i),
@@ -385,6 +389,7 @@ impl Gateway {
         };
         let fwd = Forward {
             remote: conn.remote.ip(),
+            trusted_peer: rt.config.server.trusted_proxies.contains(conn.remote.ip()),
             tls: conn.tls,
             request_id,
             path: upstream_path,
@@ -421,3 +426,6 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     };
     Some(host.to_ascii_lowercase())
 }
+
+#[cfg(test)]
+mod tests;

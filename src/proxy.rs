@@ -45,6 +45,27 @@ fn is_hop_by_hop(name: &str) -> bool {
     )
 }
 
+/// Does a client-sent header named `name` (lower case) go? `X-Auth-*` always: identity is the
+/// gateway's word. The headers upstreams trust for routing, method or client address always
+/// (SPEC §4), and `X-Forwarded-*` unless the peer is a trusted proxy: the gateway writes them.
+fn is_gateways_to_set(name: &str, trusted_peer: bool) -> bool {
+    if let Some(rest) = name.strip_prefix("x-") {
+        rest.starts_with("auth-")
+            || (!trusted_peer && rest.starts_with("forwarded-"))
+            || matches!(
+                rest,
+                "real-ip"
+                    | "original-url"
+                    | "rewrite-url"
+                    | "http-method-override"
+                    | "http-method"
+                    | "method-override"
+            )
+    } else {
+        name == "forwarded"
+    }
+}
+
 /// Process start, as the zero point of the `down_until` clocks.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -137,6 +158,8 @@ impl Upstreams {
 /// What the gateway knows about the inbound request, for the forwarding headers.
 pub struct Forward<'a> {
     pub remote: IpAddr,
+    /// The peer is in `[server] trusted_proxies`: its `X-Forwarded-*` are kept (and extended).
+    pub trusted_peer: bool,
     pub tls: bool,
     pub request_id: &'a HeaderValue,
     /// Path to send upstream (normalised, `strip_prefix` applied).
@@ -313,6 +336,23 @@ fn ip_text(ip: IpAddr) -> String {
     out
 }
 
+/// A trusted proxy's `X-Forwarded-For` chain (every line of it, in order) with `peer` appended.
+fn forwarded_chain(headers: &HeaderMap, peer: &str) -> String {
+    let mut chain = String::new();
+    for prior in headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        chain.push_str(prior);
+        chain.push_str(", ");
+    }
+    chain.push_str(peer);
+    chain
+}
+
 /// Rewrites the inbound headers for the upstream (SPEC §4 step 4).
 fn prepare_headers(
     headers: &mut HeaderMap,
@@ -320,30 +360,37 @@ fn prepare_headers(
     fwd: &Forward<'_>,
     uri_authority: Option<&Authority>,
 ) {
-    // Identity headers are the gateway's word; a client must never be able to set them.
-    strip_hop_by_hop(headers, |name| name.starts_with("x-auth-"));
+    strip_hop_by_hop(headers, |name| is_gateways_to_set(name, fwd.trusted_peer));
     if !fwd.keep_authorization {
         headers.remove(hyper::header::AUTHORIZATION);
     }
     let host = headers
         .remove(HOST)
         .or_else(|| uri_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
+    // From an untrusted peer every `X-Forwarded-*` is gone by now, so each `entry` below is
+    // vacant and written from the connection; a trusted proxy's own values are kept.
+    if let (Some(host), hyper::header::Entry::Vacant(e)) =
+        (host, headers.entry(X_FORWARDED_HOST.clone()))
+    {
+        e.insert(host);
     }
-    let client_ip = ip_text(fwd.remote);
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client_ip}"),
-        _ => client_ip,
+    if let hyper::header::Entry::Vacant(e) = headers.entry(X_FORWARDED_PROTO.clone()) {
+        e.insert(HeaderValue::from_static(if fwd.tls {
+            "https"
+        } else {
+            "http"
+        }));
+    }
+    let client_ip = ip_text(fwd.remote.to_canonical());
+    let xff = if fwd.trusted_peer {
+        forwarded_chain(headers, &client_ip)
+    } else {
+        client_ip
     };
     // The formatted string becomes the header's buffer as is (no second copy).
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if fwd.tls { "https" } else { "http" }),
-    );
     headers.insert(X_REQUEST_ID.clone(), fwd.request_id.clone());
     if let Some(entry) = permit.token() {
         let t = &entry.token;

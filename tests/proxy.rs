@@ -4,10 +4,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    Fixture, Store, Upstream, assert_bearer_challenge, assert_error, get, parse_rfc3339_utc, poll,
+    Fixture, Store, assert_bearer_challenge, assert_error, get, parse_rfc3339_utc, poll,
     random_hex, random_token, raw, raw_get, scope_set, send, unix_now,
 };
 
@@ -399,7 +399,18 @@ async fn traversal_never_reaches_another_scopes_path() {
     ];
     for target in rejected {
         let resp = raw_get(addr, target, &with_token).await;
-        assert_eq!(resp.status, 400, "{target}: {resp}");
+        // A gateway-made 400, not an upstream's or the HTTP parser's: the JSON error body.
+        assert_error(&resp, 400, "invalid_request");
+        let description = resp.json()["error_description"].clone();
+        assert!(
+            description.as_str().is_some_and(|d| !d.is_empty()),
+            "{target}: no error_description in {resp}"
+        );
+        assert_eq!(
+            resp.header("content-type"),
+            Some("application/json"),
+            "{target}: {resp}"
+        );
     }
 
     let expected: Vec<&str> = allowed.iter().map(|(_, forwarded)| *forwarded).collect();
@@ -416,31 +427,6 @@ async fn traversal_never_reaches_another_scopes_path() {
     .await;
     assert_eq!(resp.status, 200, "{resp}");
     assert_eq!(fx.up.uris().last().map(String::as_str), Some("/secret/x"));
-}
-
-/// A connection refused by the upstream is 502 `bad_gateway`; an upstream slower than the
-/// route's `timeout` is 504 `gateway_timeout`, answered at about the timeout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_failures_are_502_and_504() {
-    let fx = Fixture::start(Store::memory()).await;
-    let token = fx.client_token(Some("infra")).await;
-
-    let resp = fx.get("/dead/x", Some(&token)).await;
-    assert_error(&resp, 502, "bad_gateway");
-
-    let started = Instant::now();
-    let resp = fx.get("/slow/x", Some(&token)).await;
-    let took = started.elapsed();
-    assert_error(&resp, 504, "gateway_timeout");
-    assert!(
-        took < Duration::from_millis(1800),
-        "504 after {took:?}, route timeout is 300ms"
-    );
-    assert_eq!(
-        fx.up.uris(),
-        ["/slow/x"],
-        "the slow request did reach the upstream"
-    );
 }
 
 /// An `auth = "none"` route needs no token, and identity headers cannot be spoofed
@@ -477,31 +463,6 @@ async fn no_route_is_404() {
     assert!(fx.up.uris().is_empty());
 }
 
-/// Several upstreams are used in turn; a dead one is skipped so every request succeeds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_robin_skips_a_dead_upstream() {
-    let second = Upstream::start("up2").await;
-    let second_url = second.url();
-    let fx = Fixture::start_with(Store::memory(), |c| {
-        c.extra.push_str(&format!(
-            "\n[[routes]]\nname = \"rr\"\npath = \"/rr/*\"\nupstreams = [\"{}\", \"{}\", \"{}\"]\n",
-            c.upstream, c.dead_upstream, second_url
-        ));
-    })
-    .await;
-    let token = fx.client_token(Some("infra")).await;
-    for i in 0..12 {
-        let resp = fx.get(&format!("/rr/{i}"), Some(&token)).await;
-        assert_eq!(resp.status, 200, "request {i}: {resp}");
-    }
-    let (first_count, second_count) = (fx.up.requests().len(), second.requests().len());
-    assert_eq!(first_count + second_count, 12);
-    assert!(
-        first_count > 0 && second_count > 0,
-        "not round robin: {first_count} vs {second_count}"
-    );
-}
-
 /// `strip_prefix` is removed from the forwarded path; the query is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strip_prefix_is_removed_upstream() {
@@ -534,51 +495,5 @@ async fn access_log_names_the_request() {
     assert!(
         line.contains("/abc/logged"),
         "access log line lacks the path: {line}"
-    );
-}
-
-/// An upstream that drops a kept-alive connection when the next request arrives on it (a
-/// keep-alive timeout shorter than the gateway's) costs the client nothing: a request without
-/// a body is sent again on a new connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_dropping_kept_alive_connections_is_invisible() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh")
-                    .await;
-                let _ = stream.read(&mut buf).await; // the next request: hang up on it
-            });
-        }
-    });
-    let fx = Fixture::start_with(Store::memory(), |c| {
-        c.extra.push_str(&format!(
-            "\n[[routes]]\nname = \"flaky\"\npath = \"/rr/flaky/*\"\nupstreams = [\"http://127.0.0.1:{port}\"]\n"
-        ));
-    })
-    .await;
-    let token = fx.client_token(Some("infra")).await;
-    for i in 0..4 {
-        let resp = fx.get(&format!("/rr/flaky/{i}"), Some(&token)).await;
-        assert_eq!(resp.status, 200, "request {i}: {resp}");
-        assert_eq!(resp.body, "fresh");
-    }
-    assert!(
-        accepted.load(Ordering::SeqCst) >= 4,
-        "each request needed a connection of its own"
     );
 }

@@ -1,9 +1,11 @@
 //! End-to-end: config reload (SPEC §6) by SIGHUP, by a change of the file on disk (written in
-//! place, or replaced by rename the way editors save), and by `POST /admin/reload`; a bad
-//! edit leaves the running config serving and is reported with `FILE:LINE:COL`.
+//! place, replaced by rename the way editors save, or swapped under a ConfigMap's `..data`
+//! symlink), and by `POST /admin/reload`; a bad edit leaves the running config serving and is
+//! reported with `FILE:LINE:COL`.
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -37,13 +39,16 @@ async fn reload_counted(admin: &Admin, outcome: &str, than: f64) -> bool {
 /// TOML adding scope `fresh{n}` (`/fresh{n}/*`), a route for it and a client
 /// `fresh{n}-client` (the fixture's shared secret) allowed that scope.
 fn fresh(fx: &Fixture, n: u32) -> String {
+    fresh_toml(&fx.up.url(), &fx.creds.secret_hash, n)
+}
+
+/// [`fresh`] from the parts of a config that is not running yet.
+fn fresh_toml(upstream: &str, secret_hash: &str, n: u32) -> String {
     format!(
         "\n[[scopes]]\nname = \"fresh{n}\"\npaths = [\"/fresh{n}/*\"]\n\
-         \n[[routes]]\nname = \"fresh{n}\"\npath = \"/fresh{n}/*\"\nupstreams = [\"{up}\"]\n\
+         \n[[routes]]\nname = \"fresh{n}\"\npath = \"/fresh{n}/*\"\nupstreams = [\"{upstream}\"]\n\
          \n[[clients]]\nclient_id = \"fresh{n}-client\"\nname = \"Fresh {n}\"\n\
-         secret_hash = \"{hash}\"\ngrants = [\"client_credentials\"]\nscopes = [\"fresh{n}\"]\n",
-        up = fx.up.url(),
-        hash = fx.creds.secret_hash,
+         secret_hash = \"{secret_hash}\"\ngrants = [\"client_credentials\"]\nscopes = [\"fresh{n}\"]\n",
     )
 }
 
@@ -132,9 +137,20 @@ async fn start() -> (Fixture, Admin) {
     admin_fixture(Store::memory(), |_| {}).await
 }
 
+/// SIGHUP reloads: once on an untouched file, and once on a file changed in a way the file
+/// watcher cannot see (same inode, same size, the old modification time put back), so only
+/// the signal can explain the new config being served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_config() {
-    let (fx, admin) = start().await;
+    // A comment exactly as long as the block that later replaces it.
+    let mut block = String::new();
+    let (fx, admin) = admin_fixture(Store::memory(), |c| {
+        block = fresh_toml(&c.upstream, &c.secret_hash, 1);
+        c.extra
+            .push_str(&format!("#{}\n", "-".repeat(block.len() - 2)));
+    })
+    .await;
+    let placeholder = format!("#{}\n", "-".repeat(block.len() - 2));
     let traffic = Traffic::start(fx.url("/abc/x"), fx.client_token(Some("reports")).await);
 
     // The file is untouched, so only the signal can cause this reload.
@@ -146,7 +162,30 @@ async fn sighup_reloads_the_config() {
     );
 
     assert!(!serves(&fx, 1).await);
-    write(&fx, &format!("{}{}", fx.config, fresh(&fx, 1)));
+    let path = fx.gw.config_path();
+    let old = std::fs::metadata(&path).expect("config metadata");
+    let changed = fx.config.replacen(&placeholder, &block, 1);
+    assert_eq!(
+        changed.len(),
+        fx.config.len(),
+        "the edit must keep the size"
+    );
+    assert_ne!(changed, fx.config);
+    write(&fx, &changed);
+    // The watcher compares inode, size and mtime; a look mid-edit sees the file change back
+    // before it settles, and so does not reload either.
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(old.modified()?))
+        .unwrap_or_else(|e| panic!("restore the mtime of {}: {e}", path.display()));
+    let now = std::fs::metadata(&path).expect("config metadata");
+    assert_eq!(
+        (now.ino(), now.len(), now.modified().ok()),
+        (old.ino(), old.len(), old.modified().ok()),
+        "the watcher could tell the file changed"
+    );
+    assert!(!serves(&fx, 1).await, "reloaded before the signal");
     fx.gw.signal("HUP");
     assert!(
         wait_serving(&fx, 1, Duration::from_secs(3)).await,
@@ -186,6 +225,62 @@ async fn a_changed_file_is_reloaded_without_a_signal() {
         wait_serving(&fx, 3, FILE_CHANGE_WITHIN).await,
         "file written in place after a rename: not reloaded"
     );
+    assert!(serves(&fx, 1).await && serves(&fx, 2).await);
+    traffic.finish().await;
+}
+
+/// A Kubernetes ConfigMap volume: `gateway.toml` is a symlink to `..data/gateway.toml`, and
+/// `..data` a symlink to a timestamped directory. An update writes a new directory, points a
+/// new `..data_tmp` link at it and renames that over `..data` (one atomic step), then
+/// deletes the old directory. The file the gateway was given never changes itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_symlink_swap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+
+    let (fx, admin) = start().await;
+    let traffic = Traffic::start(fx.url("/abc/x"), fx.client_token(Some("reports")).await);
+    let path = fx.gw.config_path();
+    let dir = path.parent().expect("config dir").to_path_buf();
+    let version = |n: u32, text: &str| {
+        let v = dir.join(format!("..2026_01_01_00_00_0{n}.000000000"));
+        std::fs::create_dir(&v).expect("version dir");
+        std::fs::write(v.join("gateway.toml"), text).expect("versioned config");
+        v
+    };
+    let swap_data = |to: &std::path::Path| {
+        let tmp = dir.join("..data_tmp");
+        symlink(to.file_name().expect("dir name"), &tmp).expect("..data_tmp link");
+        std::fs::rename(&tmp, dir.join("..data")).expect("rename ..data_tmp over ..data");
+    };
+
+    // Turn the plain file into the ConfigMap layout, same content (seen as one reload).
+    let before = reloads(&admin, "success").await;
+    let mut current = version(1, &fx.config);
+    swap_data(&current);
+    let link = dir.join("gateway.toml.link");
+    symlink("..data/gateway.toml", &link).expect("gateway.toml link");
+    std::fs::rename(&link, &path).expect("link over gateway.toml");
+    assert!(
+        poll(FILE_CHANGE_WITHIN, || async {
+            (reloads(&admin, "success").await > before).then_some(())
+        })
+        .await
+        .is_some(),
+        "the file turned into a symlink: not reloaded"
+    );
+
+    let mut text = fx.config.clone();
+    for n in 1..=2 {
+        text.push_str(&fresh(&fx, n));
+        let next = version(n + 1, &text);
+        swap_data(&next);
+        std::fs::remove_dir_all(&current).expect("remove the old version");
+        current = next;
+        assert!(
+            wait_serving(&fx, n, FILE_CHANGE_WITHIN).await,
+            "..data swapped (update {n}): not reloaded within {FILE_CHANGE_WITHIN:?}"
+        );
+    }
     assert!(serves(&fx, 1).await && serves(&fx, 2).await);
     traffic.finish().await;
 }

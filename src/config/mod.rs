@@ -4,6 +4,7 @@
 //! checked, positions kept), then `validate` checks values and cross-references and reports
 //! every problem it finds at once as `FILE:LINE:COL: message`.
 
+pub mod cidr;
 mod raw;
 pub mod tls;
 mod validate;
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     /// Threads serving the public listener, each with its own single-threaded runtime and
     /// upstream pool, sharing the port (SO_REUSEPORT). Default: the cores this process may use.
     pub workers: usize,
+    /// Peers whose `X-Forwarded-*` headers are kept (SPEC §4); empty = none.
+    pub trusted_proxies: cidr::TrustedProxies,
     pub tls: Option<TlsConfig>,
 }
 

@@ -36,6 +36,7 @@ pub struct RawServer {
     pub public_url: Str,
     pub shutdown_grace: Option<Str>,
     pub workers: Option<Spanned<i64>>,
+    pub trusted_proxies: Option<StrList>,
     pub tls: Option<RawTls>,
 }
 

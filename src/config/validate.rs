@@ -10,6 +10,7 @@ use toml::Spanned;
 
 mod credentials;
 
+use super::cidr::{Cidr, TrustedProxies};
 use super::raw::{RawClient, RawConfig, RawRoute, RawScope, RawUser, Str, StrList};
 use super::values::{Diagnostics, interpolate, parse_duration, parse_lifetime};
 use super::*;
@@ -80,11 +81,13 @@ impl Validator<'_> {
             }
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let trusted_proxies = self.trusted_proxies(rs.trusted_proxies.as_ref());
         let server = ServerConfig {
             listen: listen.unwrap_or_else(unspecified),
             public_url: public_url.trim_end_matches('/').to_owned(),
             shutdown_grace,
             workers,
+            trusted_proxies,
             tls,
         };
 
@@ -690,17 +693,36 @@ impl Validator<'_> {
                 {
                     if uri.query().is_some() {
                         self.err(u, "an upstream URL cannot have a query string");
+                    } else if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+                        // It would be logged, and sent in `Host`; credentials for an upstream
+                        // belong in a header the upstream checks, not in the URL.
+                        self.err(u, "an upstream URL cannot carry user:password@");
                     } else {
                         out.push(uri);
                     }
                 }
                 _ => self.err(
                     u,
-                    format!("invalid upstream URL {s:?} (expected http://host:port)"),
+                    format!(
+                        "invalid upstream URL {:?} (expected http://host:port)",
+                        redact_url(&s)
+                    ),
                 ),
             }
         }
         out
+    }
+
+    fn trusted_proxies(&mut self, raw: Option<&StrList>) -> TrustedProxies {
+        let mut blocks = Vec::new();
+        for s in raw.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            let text = self.string(s);
+            match Cidr::parse(&text) {
+                Ok(c) => blocks.push(c),
+                Err(e) => self.err(s, format!("trusted_proxies: {e}")),
+            }
+        }
+        TrustedProxies::new(blocks)
     }
 
     fn scope_refs(

@@ -61,6 +61,16 @@ impl Rank {
     }
 }
 
+impl Pattern {
+    /// The documented route precedence before the host is considered: longest literal prefix,
+    /// then all-literal over `{id}` over trailing `*` (README "Routes"). A greater value is
+    /// more specific. Routes of different host tables are compared on this, then the host.
+    pub fn path_precedence(&self) -> impl Ord + Copy + use<> {
+        let rank = Rank::of(self);
+        (rank.prefix_len, rank.kind)
+    }
+}
+
 /// Lengths and counts from the config; none comes near 4 GiB.
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)

@@ -110,6 +110,10 @@ pub struct GatewayConfig {
     pub extra: String,
     /// Environment variables for the gateway process.
     pub env: Vec<(String, String)>,
+    /// More `[server]` keys, TOML lines (e.g. `trusted_proxies = ["127.0.0.0/8"]`).
+    pub server_extra: String,
+    /// Holds the port [`GatewayConfig::use_fixed_port`] picked until the gateway binds it.
+    pub port_hold: Option<tokio::net::TcpSocket>,
 }
 
 /// Scopes:
@@ -127,6 +131,7 @@ const TEMPLATE: &str = r#"
 listen = "@LISTEN@"
 public_url = "@PUBLIC_URL@"
 shutdown_grace = "2s"
+@SERVER_EXTRA@
 
 [admin]
 listen = "127.0.0.1:0"
@@ -231,6 +236,8 @@ impl GatewayConfig {
             password_hash: creds.password_hash.clone(),
             extra: String::new(),
             env: Vec::new(),
+            server_extra: String::new(),
+            port_hold: None,
         }
     }
 
@@ -241,6 +248,7 @@ impl GatewayConfig {
         }
         let mut toml = TEMPLATE
             .replace("@LISTEN@", &self.listen)
+            .replace("@SERVER_EXTRA@", &self.server_extra)
             .replace("@PUBLIC_URL@", &self.public_url)
             .replace("@OAUTH@", &oauth)
             .replace("@STORE@", &self.store)
@@ -262,13 +270,23 @@ impl GatewayConfig {
         }
     }
 
-    /// Makes the public listener bind a port picked now (free at this moment) and
-    /// `public_url` name it, so the URLs the gateway builds from `public_url` (metadata,
-    /// redirects) lead back to it.
+    /// Makes the public listener bind a port picked now and `public_url` name it, so the URLs
+    /// the gateway builds from `public_url` (metadata, redirects) lead back to it.
+    ///
+    /// Picking a free port and releasing it raced with every other port-0 bind on the machine.
+    /// So the port stays bound in `port_hold` (not listening) until the gateway has started:
+    /// the kernel never hands a bound port to a port-0 bind, while the gateway, which binds
+    /// its public sockets with SO_REUSEADDR and SO_REUSEPORT as this one is, may share it.
+    /// Connections go only to listening sockets, so all of them reach the gateway.
     pub fn use_fixed_port(&mut self) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        drop(listener);
+        let socket = tokio::net::TcpSocket::new_v4().expect("TCP socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.set_reuseport(true).expect("SO_REUSEPORT");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        let addr = socket.local_addr().expect("local addr");
+        self.port_hold = Some(socket);
         self.listen = addr.to_string();
         self.public_url = format!("http://{addr}");
     }

@@ -2,8 +2,8 @@
 //! can assert exactly what the gateway forwarded, and what it never forwarded.
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -166,10 +166,24 @@ pub async fn answer(
     Ok(response)
 }
 
-/// `http://127.0.0.1:PORT` for a port nobody listens on (bound, then released).
+/// `http://127.0.0.1:PORT` for a port where every connection is refused, for the life of the
+/// test process.
+///
+/// Binding port 0 and closing it again (the old way) left the port free for the next port-0
+/// bind anywhere on the machine, so a "dead" upstream could turn into another test's live
+/// one. Instead a socket stays bound to the port without ever listening: the kernel answers
+/// a SYN to a port with no listener with a reset (ECONNREFUSED), it never hands a bound port
+/// to a port-0 bind, and no one can bind it explicitly either (no SO_REUSEADDR/REUSEPORT on
+/// it). A listener with a backlog of 0 would not do: Linux still completes handshakes for it.
 pub fn dead_port_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
+    static DEAD: OnceLock<(tokio::net::TcpSocket, SocketAddr)> = OnceLock::new();
+    let (_, addr) = DEAD.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("TCP socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        let addr = socket.local_addr().expect("local addr");
+        (socket, addr)
+    });
     format!("http://{addr}")
 }
