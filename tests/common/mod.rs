@@ -6,6 +6,8 @@
 //! - `gateway.rs`: spawn `tollgate run`, wait for its `listening` log lines, capture its logs.
 //! - `redis_server.rs`: a private `redis-server` that can be stopped and started again.
 //! - `upstream.rs`: a hyper server that records every request it receives.
+//! - `provider.rs`: an OAuth 2.0 token provider (token, refresh, authorize pages, a protected
+//!   API) for the outbound-credential tests, with switchable failure modes.
 //! - `client.rs`: small HTTP helpers (hyper client, and raw TCP for verbatim request lines).
 //! - `admin.rs`: the admin API with an ops client's `admin` token; `/metrics` parsing.
 //! - `tls.rs`: test certificates (openssl CLI), an HTTPS client reporting ALPN, a TLS upstream.
@@ -25,6 +27,7 @@ mod config;
 mod gateway;
 mod html;
 mod oauth;
+mod provider;
 mod redis_server;
 mod tls;
 mod upstream;
@@ -41,6 +44,10 @@ pub use html::{Element, Form, assert_html_page, html_unescape};
 pub use oauth::{
     Agent, CookieJar, Pkce, add_auth_clients, authorize_query, code_params, cookie_attributes,
     exchange_code, fragment_params, location, query_params, set_cookie_line, without_query,
+};
+pub use provider::{
+    ApiRequest, Mode, PROVIDER_CLIENT_ID, PROVIDER_CLIENT_SECRET, PROVIDER_PASSWORD, PROVIDER_USER,
+    Provider, ProviderClient, Shape, TokenRequest,
 };
 pub use redis_server::Redis;
 pub use tls::{Leaf, TestCa, TlsExchange, TlsUpstream, client_config, https_request, load_certs};
