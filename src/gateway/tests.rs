@@ -19,6 +19,7 @@ fn route(name: &str, host: Option<&str>, pattern: &str) -> Route {
         timeout: Duration::from_secs(1),
         forward_authorization: false,
         upstream_ca: None,
+        credential: None,
     }
 }
 
