@@ -279,6 +279,7 @@ fn memory_store_lookup(bencher: Bencher) {
             prefix: "bench:".into(),
             cache_ttl: Duration::from_secs(30),
             cache_capacity: 0,
+            encryption_key: None,
         };
         let store = TokenStore::open(&config).expect("memory store");
         for (i, hash) in hashes().iter().enumerate() {
