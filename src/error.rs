@@ -45,6 +45,33 @@ pub enum GatewayError {
     GatewayTimeout,
     #[error("token store unavailable, retry shortly")]
     StoreUnavailable,
+    /// No usable upstream token for the route's credential (SPEC §8): named, never explained
+    /// with the provider's words.
+    #[error("no usable upstream token for credential {0:?}")]
+    CredentialUnavailable(String),
+    /// `per_user`: the caller's user has not connected an account at the provider.
+    #[error("connect your account for credential {credential:?} first")]
+    CredentialNotConnected {
+        credential: String,
+        connect_uri: String,
+    },
+}
+
+impl From<crate::outbound::OutboundError> for GatewayError {
+    fn from(e: crate::outbound::OutboundError) -> Self {
+        match e {
+            crate::outbound::OutboundError::Unavailable { credential, .. } => {
+                GatewayError::CredentialUnavailable(credential)
+            }
+            crate::outbound::OutboundError::NotConnected {
+                credential,
+                connect_uri,
+            } => GatewayError::CredentialNotConnected {
+                credential,
+                connect_uri,
+            },
+        }
+    }
 }
 
 impl GatewayError {
@@ -56,9 +83,10 @@ impl GatewayError {
             GatewayError::InvalidToken(_) | GatewayError::TokenExpired => "invalid_token",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::NoRoute => "not_found",
-            GatewayError::BadGateway => "bad_gateway",
+            GatewayError::BadGateway | GatewayError::CredentialUnavailable(_) => "bad_gateway",
             GatewayError::GatewayTimeout => "gateway_timeout",
             GatewayError::StoreUnavailable => "temporarily_unavailable",
+            GatewayError::CredentialNotConnected { .. } => "credential_not_connected",
         }
     }
 
@@ -70,9 +98,12 @@ impl GatewayError {
             GatewayError::MalformedAuthorization | GatewayError::BadPath(_) => {
                 StatusCode::BAD_REQUEST
             }
-            GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            GatewayError::InsufficientScope { .. }
+            | GatewayError::CredentialNotConnected { .. } => StatusCode::FORBIDDEN,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
+            GatewayError::BadGateway | GatewayError::CredentialUnavailable(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -97,6 +128,14 @@ impl GatewayError {
     }
 
     pub fn into_response(self) -> Response<Body> {
+        if let GatewayError::CredentialNotConnected { connect_uri, .. } = &self {
+            let body = serde_json::json!({
+                "error": self.code(),
+                "error_description": self.to_string(),
+                "connect_uri": connect_uri,
+            });
+            return json(self.status(), &body);
+        }
         let mut resp = json_error(self.status(), self.code(), &self.to_string());
         if let Some(challenge) = self.challenge()
             && let Ok(v) = HeaderValue::from_str(&challenge)

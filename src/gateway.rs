@@ -14,6 +14,7 @@ use crate::auth::{self, ScopeRules};
 use crate::config::{Config, ConfigError, Route, RouteAuth};
 use crate::error::{Body, GatewayError};
 use crate::metrics::{Metrics, Validation};
+use crate::outbound::Outbound;
 use crate::pattern::{self, Matcher};
 use crate::proxy::{Forward, Proxy, Upstreams};
 use crate::server::Conn;
@@ -164,6 +165,7 @@ impl RequestIds {
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     store: TokenStore,
+    outbound: Outbound,
     ids: RequestIds,
     throttle: Throttle,
     metrics: Arc<Metrics>,
@@ -173,6 +175,7 @@ impl Gateway {
     pub fn new(config: Config, store: TokenStore) -> Gateway {
         let metrics = Arc::clone(store.metrics());
         Gateway {
+            outbound: Outbound::new(&config, store.clone()),
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             store,
             ids: RequestIds::new(),
@@ -187,7 +190,13 @@ impl Gateway {
 
     /// Swaps in a new (already validated) config; requests in flight keep the old one.
     pub fn reload(&self, config: Config) {
+        self.outbound.reload(&config);
         self.runtime.store(Arc::new(Runtime::new(config)));
+    }
+
+    /// The node's outbound credentials (SPEC §8).
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     /// Re-reads the config file, validates it in full, and swaps it in; an invalid file
@@ -235,6 +244,7 @@ impl Gateway {
         self.metrics.reload(true);
         tracing::info!(file = %source.display(), "config reloaded");
         for user in gone_users {
+            self.outbound.forget_user(&user).await;
             match self.store.revoke_all_of(None, Some(&user)).await {
                 Ok(n) => {
                     tracing::info!(username = %user, revoked = n, "user removed from the config; its tokens are revoked")
@@ -338,6 +348,7 @@ impl Gateway {
             throttle: &self.throttle,
             remote: conn.remote.ip(),
             tls: conn.tls,
+            outbound: &self.outbound,
         };
         let req = match crate::oauth::route(&ctx, &path, req).await {
             Ok(handled) => {
@@ -396,7 +407,18 @@ impl Gateway {
             timeout: route.timeout,
             keep_authorization: route.forward_authorization,
         };
-        proxy.forward(&permit, upstreams, req, &fwd).await
+        // The upstream's own token, when the route has a credential; the caller's token was
+        // checked above and is never what the upstream sees.
+        let credential = match &route.credential {
+            Some(name) => {
+                let user = permit.token().and_then(|e| e.token.username.as_deref());
+                Some(self.outbound.attach(name, user).await?)
+            }
+            None => None,
+        };
+        proxy
+            .forward(&permit, upstreams, req, &fwd, credential)
+            .await
     }
 }
 

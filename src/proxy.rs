@@ -213,14 +213,23 @@ impl Proxy {
         upstreams: &Upstreams,
         req: Request<hyper::body::Incoming>,
         fwd: &Forward<'_>,
+        mut credential: Option<crate::outbound::Attached<'_>>,
     ) -> Result<Response<Body>, GatewayError> {
         let (mut parts, body) = req.into_parts();
         prepare_headers(&mut parts.headers, permit, fwd, parts.uri.authority());
+        if let Some(c) = &credential {
+            parts
+                .headers
+                .insert(hyper::header::AUTHORIZATION, c.header.clone());
+        }
         // A request without a body can be re-sent (to the next upstream when a connection is
         // refused); one with a body cannot, as the body is consumed by the first attempt.
         let retryable = hyper::body::Body::is_end_stream(&body);
         // Sent, then found the kept-alive connection closed: re-sent once, if idempotent.
         let mut resend_once = retryable && parts.method.is_idempotent();
+        // The upstream refused the credential's token: sent once more with a fresh one, under
+        // the same rule (SPEC §8).
+        let mut renew_once = credential.is_some() && retryable && parts.method.is_idempotent();
         let mut reuse = Reuse::Idle;
         let mut body = Some(body);
         let query = parts.uri.query();
@@ -248,6 +257,18 @@ impl Proxy {
                 .await
             {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
+                Ok(Ok(resp)) if renew_once && resp.status() == hyper::StatusCode::UNAUTHORIZED => {
+                    renew_once = false;
+                    drop(resp);
+                    if let Some(c) = credential.as_mut() {
+                        c.renew().await?;
+                        parts
+                            .headers
+                            .insert(hyper::header::AUTHORIZATION, c.header.clone());
+                    }
+                    tracing::debug!(upstream = %target.authority, "upstream refused the credential's token; sending again with a fresh one");
+                    continue;
+                }
                 Ok(Ok(mut resp)) => {
                     strip_hop_by_hop(resp.headers_mut(), |_| false);
                     return Ok(resp.map(Either::Left));

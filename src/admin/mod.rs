@@ -3,6 +3,7 @@
 //! `admin` scope, issued by this Tollgate.
 
 mod clients;
+mod credentials;
 
 pub use clients::CLIENT_FIELDS;
 mod explain;
@@ -144,7 +145,23 @@ async fn api(gateway: &Gateway, req: Request<hyper::body::Incoming>, path: &str)
         (&Method::DELETE, ["tokens", id]) => tokens::delete(gateway, id).await,
         (&Method::GET, ["explain"]) => Ok(explain::explain(gateway, &req).await),
         (&Method::POST, ["reload"]) => reload(gateway).await,
-        (_, ["clients" | "tokens" | "explain" | "reload", ..]) => Err(AdminError::new(
+        (&Method::GET, ["credentials"]) => credentials::list(gateway),
+        (&Method::POST, ["credentials", name, "refresh"]) => {
+            credentials::refresh(gateway, name).await
+        }
+        (&Method::POST, ["credentials", name, "authorize"]) => {
+            credentials::authorize(gateway, name).await
+        }
+        (&Method::DELETE, ["credentials", name, "tokens"]) => {
+            credentials::forget(gateway, name, req.uri().query()).await
+        }
+        (
+            _,
+            [
+                "clients" | "tokens" | "explain" | "reload" | "credentials",
+                ..,
+            ],
+        ) => Err(AdminError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request",
             format!("{method} is not allowed here"),

@@ -325,6 +325,18 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+            if let Some(c) = &r.credential {
+                out.push_str(&format!("        upstream token from credential {c}\n"));
+            }
+        }
+        for c in &self.credentials {
+            out.push_str(&format!(
+                "  credential {:<11} {:<18} {}{}\n",
+                c.name,
+                c.grant.as_str(),
+                c.token_url,
+                if c.per_user { " (per user)" } else { "" }
+            ));
         }
         out
     }

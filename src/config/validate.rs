@@ -636,6 +636,12 @@ impl Validator<'_> {
                         c,
                         format!("credential {c_name:?} is per_user: its route needs auth = \"bearer\" (the caller's user picks the upstream token)"),
                     ),
+                    Some(_) if r.forward_authorization.as_ref().is_some_and(|f| *f.get_ref()) => {
+                        self.err(
+                            c,
+                            "a route with a credential sends the credential's token upstream; forward_authorization = true cannot apply",
+                        )
+                    }
                     Some(_) => return Some(c_name),
                 }
                 None

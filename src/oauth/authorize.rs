@@ -96,8 +96,12 @@ pub async fn start(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> (Optio
         state: state.map(str::to_owned),
         code_challenge,
         csrf: random_id(),
+        connect: None,
     };
-    (client_id, park(ctx, req.headers(), client, pending).await)
+    (
+        client_id,
+        park(ctx, req.headers(), Some(client), pending).await,
+    )
 }
 
 /// Why a request is refused back to the client: a fixed text, never request input.
@@ -176,10 +180,10 @@ fn validate(
 }
 
 /// Stores the pending request, then sends the browser to consent (signed in) or login.
-async fn park(
+pub(super) async fn park(
     ctx: &Ctx<'_>,
     headers: &hyper::HeaderMap,
-    client: &Client,
+    client: Option<&Client>,
     pending: Pending,
 ) -> Answer {
     let request = random_id();
@@ -195,7 +199,7 @@ async fn park(
         Ok(Some(_)) => see_other(&browser::consent_url(ctx, &request)),
         Ok(None) => login_page(
             ctx,
-            client,
+            &pending.app_name(client),
             &request,
             &pending.csrf,
             "",

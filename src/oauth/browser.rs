@@ -42,6 +42,21 @@ pub struct Pending {
     pub code_challenge: Option<String>,
     /// The login form's CSRF token (server-made, one per request).
     pub csrf: String,
+    /// Not an authorization request but a sign-in on the way to connecting this outbound
+    /// credential (`{path}/connect/{name}`, SPEC §8): after login, back there.
+    #[serde(default)]
+    pub connect: Option<String>,
+}
+
+impl Pending {
+    /// What the login page says the user signs in for.
+    pub fn app_name<'c>(&'c self, client: Option<&'c Client>) -> std::borrow::Cow<'c, str> {
+        match (&self.connect, client) {
+            (Some(name), _) => format!("connecting {name}").into(),
+            (None, Some(c)) => c.name.as_str().into(),
+            (None, None) => "".into(),
+        }
+    }
 }
 
 /// A signed-in user, and the CSRF token of the forms they post while signed in.
@@ -124,7 +139,7 @@ pub fn forged() -> Answer {
 
 pub fn login_page(
     ctx: &Ctx<'_>,
-    client: &Client,
+    app_name: &str,
     request: &str,
     csrf: &str,
     username: &str,
@@ -138,7 +153,7 @@ pub fn login_page(
             action: &action,
             request,
             csrf,
-            client_name: &client.name,
+            client_name: app_name,
             username,
             error,
         },

@@ -43,7 +43,7 @@ pub async fn consent_page(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) ->
         Ok(None) => {
             return login_page(
                 ctx,
-                client,
+                &client.name,
                 request,
                 &pending.csrf,
                 "",
@@ -118,7 +118,7 @@ pub async fn consent_decision(
         Ok(None) => {
             let page = login_page(
                 ctx,
-                &client,
+                &client.name,
                 &request,
                 &pending.csrf,
                 "",

@@ -7,8 +7,8 @@ use hyper::{Request, StatusCode};
 
 use super::Ctx;
 use super::browser::{
-    Answer, CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL, consent_url, cookie, csrf_ok, forged,
-    load_pending, login_page, new_session, see_other, set_cookie,
+    Answer, CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL, consent_url, cookie, csrf_ok, expired,
+    forged, get_pending, login_page, new_session, see_other, set_cookie, store_down,
 };
 use super::pages::error_page;
 use super::params::{self, PasswordRefused};
@@ -18,10 +18,24 @@ pub async fn login(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Answer
         Ok(x) => x,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
     };
-    let (request, pending, client) = match load_pending(ctx, params.get("request")).await {
-        Ok(x) => x,
+    let Some(request) = params.get("request") else {
+        return expired();
+    };
+    let pending = match get_pending(ctx, request).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return expired(),
         Err(resp) => return resp,
     };
+    // An authorization request names its client; a connect sign-in has none.
+    let client = match &pending.connect {
+        Some(_) => None,
+        None => match ctx.client(&pending.client_id).await {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => return expired(),
+            Err(e) => return store_down(e),
+        },
+    };
+    let app_name = pending.app_name(client.as_deref()).into_owned();
     if !csrf_ok(params.get("csrf"), &pending.csrf)
         || !csrf_ok(cookie(&headers, CSRF_COOKIE), &pending.csrf)
     {
@@ -32,8 +46,8 @@ pub async fn login(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Answer
     let page = |error: &str, status| {
         login_page(
             ctx,
-            &client,
-            &request,
+            &app_name,
+            request,
             &pending.csrf,
             username,
             Some(error),
@@ -56,7 +70,11 @@ pub async fn login(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Answer
         Ok(id) => id,
         Err(resp) => return resp,
     };
-    let mut resp = see_other(&consent_url(ctx, &request));
+    let next = match &pending.connect {
+        Some(name) => format!("{}/connect/{name}", ctx.config.oauth.path),
+        None => consent_url(ctx, request),
+    };
+    let mut resp = see_other(&next);
     set_cookie(&mut resp, ctx, SESSION_COOKIE, &session_id, SESSION_TTL);
     resp
 }

@@ -6,6 +6,7 @@
 //! | `token.rs` | `POST {path}/token`: every grant |
 //! | `authorize.rs` | `GET {path}/authorize`: validates and parks the request |
 //! | `login.rs`, `consent.rs` | `POST {path}/login`, `{path}/consent` |
+//! | `connect.rs` | `GET {path}/connect/{name}`, `GET {path}/callback`: connecting an upstream account (SPEC §8) |
 //! | `browser.rs`, `pages.rs` | what those pages share: records, cookies, CSRF, redirects; the HTML |
 //! | `introspect.rs` | `POST {path}/introspect`, `GET {path}/tokeninfo` |
 //! | `revoke.rs` | `POST {path}/revoke` |
@@ -14,6 +15,7 @@
 mod authorize;
 mod browser;
 mod code;
+mod connect;
 mod consent;
 mod grace;
 mod introspect;
@@ -46,6 +48,8 @@ pub struct Ctx<'a> {
     pub remote: IpAddr,
     /// Served over TLS (cookies get `Secure`).
     pub tls: bool,
+    /// Outbound credentials, for the connect flow's pages.
+    pub outbound: &'a crate::outbound::Outbound,
 }
 
 impl<'a> Ctx<'a> {
@@ -95,6 +99,10 @@ pub async fn route(
         "authorize" => ("authorize", &[Method::GET]),
         "login" => ("login", &[Method::POST]),
         "consent" => ("consent", &[Method::GET, Method::POST]),
+        "callback" => ("callback", &[Method::GET]),
+        e if e.starts_with("connect/") && e.len() > "connect/".len() && !e[8..].contains('/') => {
+            ("connect", &[Method::GET])
+        }
         _ => return Err(req),
     };
     if !methods.contains(req.method()) {
@@ -106,7 +114,12 @@ pub async fn route(
     }
     // Boxed: the endpoints' futures are large, and unboxed they would make every proxied
     // request's future (moved several times per request) as large as the largest of them.
-    let (client_id, response) = Box::pin(serve(ctx, endpoint, req)).await;
+    let (client_id, response) = if endpoint == "connect" {
+        let name = path.rsplit('/').next().unwrap_or_default();
+        (None, Box::pin(connect::connect(ctx, req, name)).await)
+    } else {
+        Box::pin(serve(ctx, endpoint, req)).await
+    };
     Ok(Handled {
         endpoint,
         client_id,
@@ -126,6 +139,7 @@ async fn serve(
         "tokeninfo" => (None, introspect::tokeninfo(ctx, req).await),
         "authorize" => authorize::start(ctx, req).await,
         "login" => (None, login::login(ctx, req).await),
+        "callback" => (None, connect::callback(ctx, req).await),
         _ if req.method() == Method::GET => (None, consent::consent_page(ctx, req).await),
         _ => consent::consent_decision(ctx, req).await,
     }

@@ -51,6 +51,26 @@ pub enum OutboundError {
     },
 }
 
+/// A credential's token attached to one request. The proxy sends [`Attached::header`] and,
+/// when the upstream answers 401 to a request it may send again, asks [`Attached::renew`] once.
+pub struct Attached<'a> {
+    outbound: &'a Outbound,
+    credential: &'a str,
+    user: Option<&'a str>,
+    pub header: HeaderValue,
+}
+
+impl Attached<'_> {
+    /// Replaces the refused token with another one.
+    pub async fn renew(&mut self) -> Result<(), OutboundError> {
+        self.header = self
+            .outbound
+            .renew(self.credential, self.user, &self.header)
+            .await?;
+        Ok(())
+    }
+}
+
 /// One credential of the running config, with its tokens.
 struct Slot {
     cred: Arc<Credential>,
@@ -125,6 +145,21 @@ impl Outbound {
                 Box::pin(self.obtain(slot, entry, Need::Usable)).await
             }
         }
+    }
+
+    /// [`Outbound::header`], kept with what it takes to replace it if the upstream refuses it.
+    pub async fn attach<'a>(
+        &'a self,
+        credential: &'a str,
+        user: Option<&'a str>,
+    ) -> Result<Attached<'a>, OutboundError> {
+        let header = self.header(credential, user).await?;
+        Ok(Attached {
+            outbound: self,
+            credential,
+            user,
+            header,
+        })
     }
 
     /// The upstream refused `stale` (401): a token other than it, fetched now unless another
