@@ -76,6 +76,46 @@ impl Store {
             .expect("this test needs the redis store")
     }
 
+    /// Every key of this test's Redis with every value, as one text (to check that nothing
+    /// secret is stored in the clear).
+    pub async fn redis_dump(&self) -> String {
+        let redis = self.redis.as_ref().expect("this test needs the redis store");
+        let client = redis::Client::open(redis.url()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        let mut out = String::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("TYPE");
+            let command: &[&str] = match kind.as_str() {
+                "string" => &["GET"],
+                "hash" => &["HGETALL"],
+                "set" => &["SMEMBERS"],
+                "zset" => &["ZRANGE", "0", "-1", "WITHSCORES"],
+                "list" => &["LRANGE", "0", "-1"],
+                _ => continue,
+            };
+            let mut cmd = redis::cmd(command[0]);
+            cmd.arg(&key);
+            for arg in &command[1..] {
+                cmd.arg(*arg);
+            }
+            let values: redis::Value = cmd.query_async(&mut conn).await.expect("dump value");
+            out.push_str(&format!("{key} {values:?}\n"));
+        }
+        out
+    }
+
     /// The `[store]` section. `cache_ttl` is long on purpose: anything that must happen
     /// sooner (revocation, expiry) cannot be explained by the cache simply running out.
     pub fn toml(&self) -> String {
