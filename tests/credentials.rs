@@ -26,7 +26,8 @@ fn with_credential(c: &mut GatewayConfig, provider: &Provider, more: &str) {
     if c.store.contains("redis") {
         c.store.push_str(&format!("encryption_key = \"{KEY}\"\n"));
     }
-    c.env.push(("CRM_SECRET".into(), PROVIDER_CLIENT_SECRET.into()));
+    c.env
+        .push(("CRM_SECRET".into(), PROVIDER_CLIENT_SECRET.into()));
     c.extra.push_str(&format!(
         "\n[[credentials]]\nname = \"crm\"\ntoken_url = \"{}\"\nclient_id = \"{PROVIDER_CLIENT_ID}\"\n\
          client_secret = \"${{CRM_SECRET}}\"\n{more}\n\
@@ -54,7 +55,9 @@ async fn the_upstream_gets_the_credentials_token_never_the_callers(store: Store)
     let (fx, _admin) = start(store, &provider, CLIENT_CREDENTIALS).await;
     let caller = fx.client_token(Some("reports")).await;
     for i in 0..5 {
-        let resp = fx.get(&format!("/abc/crm/contacts/{i}"), Some(&caller)).await;
+        let resp = fx
+            .get(&format!("/abc/crm/contacts/{i}"), Some(&caller))
+            .await;
         assert_eq!(resp.status, 200, "call {i}: {resp}");
         assert_eq!(resp.body, format!("api ok /api/contacts/{i}"));
     }
@@ -63,11 +66,18 @@ async fn the_upstream_gets_the_credentials_token_never_the_callers(store: Store)
     let issued = provider.access_tokens();
     assert_eq!(issued.len(), 1, "one token for five calls");
     for r in &seen {
-        assert!(r.valid, "the upstream saw an invalid token: {:?}", r.authorization);
+        assert!(
+            r.valid,
+            "the upstream saw an invalid token: {:?}",
+            r.authorization
+        );
         assert_eq!(r.token.as_deref(), Some(issued[0].as_str()));
         for (name, value) in &r.headers {
             let value = value.to_str().unwrap_or_default();
-            assert!(!value.contains(&caller), "the caller's token reached the upstream in {name}");
+            assert!(
+                !value.contains(&caller),
+                "the caller's token reached the upstream in {name}"
+            );
         }
     }
     let requests = provider.token_requests();
@@ -75,7 +85,10 @@ async fn the_upstream_gets_the_credentials_token_never_the_callers(store: Store)
     let first = &requests[0];
     assert_eq!(
         first.basic,
-        Some((PROVIDER_CLIENT_ID.to_owned(), PROVIDER_CLIENT_SECRET.to_owned())),
+        Some((
+            PROVIDER_CLIENT_ID.to_owned(),
+            PROVIDER_CLIENT_SECRET.to_owned()
+        )),
         "auth_method basic is the default"
     );
     assert_eq!(first.param("client_secret"), None, "{first:?}");
@@ -117,14 +130,20 @@ expires_in_path = \"/data/auth/ttl\"";
     let left = common::parse_rfc3339_utc(&expires)
         .unwrap_or_else(|| panic!("expires_at {expires:?}"))
         - common::unix_now();
-    assert!((100..=121).contains(&left), "the string expires_in \"120\": {left} s left");
+    assert!(
+        (100..=121).contains(&left),
+        "the string expires_in \"120\": {left} s left"
+    );
 }
 
 /// The one credential as `GET /admin/credentials` lists it.
 async fn credential(admin: &Admin) -> Value {
     let resp = admin.get("/admin/credentials").await;
     assert_eq!(resp.status, 200, "{resp}");
-    let list = resp.json()["credentials"].as_array().cloned().unwrap_or_default();
+    let list = resp.json()["credentials"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(list.len(), 1, "{resp}");
     list[0].clone()
 }
@@ -148,7 +167,11 @@ async fn concurrent_first_requests_on_two_nodes_make_one_token_request() {
     });
     let statuses = futures_util::future::join_all(calls).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(provider.token_request_count(), 1, "N nodes and M callers, one token request");
+    assert_eq!(
+        provider.token_request_count(),
+        1,
+        "N nodes and M callers, one token request"
+    );
     assert!(provider.api_requests().iter().all(|r| r.valid));
 }
 
@@ -176,7 +199,10 @@ async fn refreshed_ahead_of_expiry_and_never_sent_expired() {
         "a request carried an expired or unknown token"
     );
     let n = provider.token_request_count();
-    assert!((3..=5).contains(&n), "7 s of 3 s tokens refreshed at 2 s: {n} token requests");
+    assert!(
+        (3..=5).contains(&n),
+        "7 s of 3 s tokens refreshed at 2 s: {n} token requests"
+    );
     assert_eq!(provider.max_concurrent_token_requests(), 1);
     // Ahead of expiry: each token was replaced in its second half (at about 2 s), not when
     // it was about to run out.
@@ -210,7 +236,10 @@ async fn an_upstream_401_is_retried_once_with_a_fresh_token() {
 
     provider.set_api_always_401(true);
     let resp = fx.get("/abc/crm/c", Some(&caller)).await;
-    assert_eq!(resp.status, 401, "the second 401 goes to the caller: {resp}");
+    assert_eq!(
+        resp.status, 401,
+        "the second 401 goes to the caller: {resp}"
+    );
     assert_eq!(provider.api_requests().len(), 5, "exactly one retry");
 
     let before = provider.api_requests().len();
@@ -223,7 +252,11 @@ async fn an_upstream_401_is_retried_once_with_a_fresh_token() {
     )
     .await;
     assert_eq!(resp.status, 401, "{resp}");
-    assert_eq!(provider.api_requests().len(), before + 1, "a POST with a body is not replayed");
+    assert_eq!(
+        provider.api_requests().len(),
+        before + 1,
+        "a POST with a body is not replayed"
+    );
 }
 
 /// A provider that fails answers callers 502 naming the credential (never the provider's
@@ -252,13 +285,25 @@ async fn provider_failures_are_502_without_a_retry_storm() {
             let resp = fx.get("/abc/crm/x", Some(&caller)).await;
             assert_eq!(resp.status, 502, "{mode:?}: {resp}");
             assert_eq!(resp.json()["error"], "bad_gateway");
-            let description = resp.json()["error_description"].as_str().unwrap_or_default().to_owned();
-            assert!(description.contains("crm"), "{mode:?}: names the credential: {description}");
-            assert!(!resp.body.contains("provider says") && !resp.body.contains("<html"), "{resp}");
+            let description = resp.json()["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                description.contains("crm"),
+                "{mode:?}: names the credential: {description}"
+            );
+            assert!(
+                !resp.body.contains("provider says") && !resp.body.contains("<html"),
+                "{resp}"
+            );
         }
         let asked = provider.token_request_count() - before;
         let allowed = 1 + started.elapsed().as_secs() as usize;
-        assert!((1..=allowed).contains(&asked), "{mode:?}: {asked} token requests");
+        assert!(
+            (1..=allowed).contains(&asked),
+            "{mode:?}: {asked} token requests"
+        );
         let listed = credential(&admin).await;
         assert_eq!(listed["status"], "failing", "{listed}");
         let last = listed["last_error"].as_str().unwrap_or_default();
@@ -271,7 +316,10 @@ async fn provider_failures_are_502_without_a_retry_storm() {
         .await;
         assert!(ok.is_some(), "{mode:?}: no recovery");
         // Start the next case without a token in hand.
-        assert_eq!(admin.delete("/admin/credentials/crm/tokens").await.status, 204);
+        assert_eq!(
+            admin.delete("/admin/credentials/crm/tokens").await.status,
+            204
+        );
     }
 
     provider.set_mode(Mode::OAuthError("invalid_client"));
@@ -282,8 +330,14 @@ async fn provider_failures_are_502_without_a_retry_storm() {
     while Instant::now() < end {
         assert_eq!(fx.get("/abc/crm/x", Some(&caller)).await.status, 502);
     }
-    assert_eq!(provider.token_request_count(), asked, "invalid_client is not retried");
-    let resp = admin.post("/admin/credentials/crm/refresh", &json!({})).await;
+    assert_eq!(
+        provider.token_request_count(),
+        asked,
+        "invalid_client is not retried"
+    );
+    let resp = admin
+        .post("/admin/credentials/crm/refresh", &json!({}))
+        .await;
     assert_eq!(resp.status, 200, "an operator's refresh: {resp}");
     assert_eq!(resp.json()["status"], "ok");
     assert_eq!(fx.get("/abc/crm/x", Some(&caller)).await.status, 200);
@@ -304,21 +358,37 @@ async fn rotation_survives_a_restart_of_both_nodes() {
     let caller = fx.client_token(Some("reports")).await;
     assert_eq!(fx.get("/abc/crm/x", Some(&caller)).await.status, 200);
     let auth = format!("Bearer {caller}");
-    let on_second = common::get(&format!("{}/abc/crm/y", second.base_url()), &[("authorization", &auth)]).await;
+    let on_second = common::get(
+        &format!("{}/abc/crm/y", second.base_url()),
+        &[("authorization", &auth)],
+    )
+    .await;
     assert_eq!(on_second.status, 200, "{on_second}");
     assert_eq!(provider.token_request_count(), 1);
-    let rotated = provider.live_refresh_token().expect("a rotated refresh token");
+    let rotated = provider
+        .live_refresh_token()
+        .expect("a rotated refresh token");
     assert_ne!(rotated, seed);
 
     let listing = admin.get("/admin/credentials").await.body;
     let mut secrets: Vec<String> = provider.access_tokens();
-    secrets.extend([seed.clone(), rotated.clone(), PROVIDER_CLIENT_SECRET.to_owned()]);
+    secrets.extend([
+        seed.clone(),
+        rotated.clone(),
+        PROVIDER_CLIENT_SECRET.to_owned(),
+    ]);
     for s in &secrets {
-        assert!(!listing.contains(s.as_str()), "the admin listing shows a secret");
+        assert!(
+            !listing.contains(s.as_str()),
+            "the admin listing shows a secret"
+        );
     }
     let dump = fx.store.redis_dump().await;
     for s in &secrets {
-        assert!(!dump.contains(s.as_str()), "Redis holds a token or secret in the clear");
+        assert!(
+            !dump.contains(s.as_str()),
+            "Redis holds a token or secret in the clear"
+        );
     }
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     fx.gw.assert_logs_free_of(&refs);
@@ -333,13 +403,26 @@ async fn rotation_survives_a_restart_of_both_nodes() {
     let third = common::Gateway::start(&config, &env).await;
     let fourth = common::Gateway::start(&config, &env).await;
     for node in [&third, &fourth] {
-        let resp = common::get(&format!("{}/abc/crm/z", node.base_url()), &[("authorization", &auth)]).await;
+        let resp = common::get(
+            &format!("{}/abc/crm/z", node.base_url()),
+            &[("authorization", &auth)],
+        )
+        .await;
         assert_eq!(resp.status, 200, "{resp}");
     }
-    assert_eq!(provider.token_request_count(), 1, "the stored token was used after the restart");
+    assert_eq!(
+        provider.token_request_count(),
+        1,
+        "the stored token was used after the restart"
+    );
     let admin = admin_for(&third, &admin).await;
-    let resp = admin.post("/admin/credentials/crm/refresh", &json!({})).await;
-    assert_eq!(resp.status, 200, "refresh with the rotated refresh token: {resp}");
+    let resp = admin
+        .post("/admin/credentials/crm/refresh", &json!({}))
+        .await;
+    assert_eq!(
+        resp.status, 200,
+        "refresh with the rotated refresh token: {resp}"
+    );
     let last = provider.token_requests().pop().expect("a token request");
     assert_eq!(last.param("refresh_token"), Some(rotated.as_str()));
     drop((store, up));

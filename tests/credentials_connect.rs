@@ -35,14 +35,20 @@ fn with_code_credential(c: &mut GatewayConfig, provider: &Provider, per_user: bo
 }
 
 /// At the provider: the consent page, "Allow", and the redirect back to Tollgate's callback.
-async fn consent_at_provider(agent: &mut Agent, provider: &Provider, authorize_url: &str) -> String {
+async fn consent_at_provider(
+    agent: &mut Agent,
+    provider: &Provider,
+    authorize_url: &str,
+) -> String {
     let page = agent.get(authorize_url).await;
     assert_eq!(page.status, 200, "provider consent page: {page}");
     let form = Form::posting_to(&page, "/authorize/decide");
     let mut fields = form.hidden();
     fields.push(("user".into(), "svc".into()));
     fields.push(("decision".into(), "allow".into()));
-    let back = agent.post(&provider.url("/authorize/decide"), &fields).await;
+    let back = agent
+        .post(&provider.url("/authorize/decide"), &fields)
+        .await;
     assert_eq!(back.status, 302, "{back}");
     location(&back).to_owned()
 }
@@ -63,18 +69,32 @@ async fn a_shared_credential_is_connected_by_an_operator(store: Store) {
     let admin = Admin::new(&fx.gw.admin_url(), &admin_token(&fx).await);
     let caller = fx.client_token(Some("reports")).await;
     let listed = admin.get("/admin/credentials").await.json();
-    assert_eq!(listed["credentials"][0]["status"], "not_connected", "{listed}");
+    assert_eq!(
+        listed["credentials"][0]["status"], "not_connected",
+        "{listed}"
+    );
     let resp = fx.get("/abc/crm/x", Some(&caller)).await;
     assert_eq!(resp.status, 502, "not connected yet: {resp}");
 
-    let resp = admin.post("/admin/credentials/crm/authorize", &json!({})).await;
+    let resp = admin
+        .post("/admin/credentials/crm/authorize", &json!({}))
+        .await;
     assert_eq!(resp.status, 200, "{resp}");
-    let url = resp.json()["authorize_url"].as_str().unwrap_or_default().to_owned();
+    let url = resp.json()["authorize_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(url.starts_with(&provider.url("/authorize?")), "{url}");
     let query = query_params(&url);
     assert_eq!(query.get("response_type").map(String::as_str), Some("code"));
-    assert_eq!(query.get("client_id").map(String::as_str), Some(PROVIDER_CLIENT_ID));
-    assert_eq!(query.get("code_challenge_method").map(String::as_str), Some("S256"));
+    assert_eq!(
+        query.get("client_id").map(String::as_str),
+        Some(PROVIDER_CLIENT_ID)
+    );
+    assert_eq!(
+        query.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
     assert_eq!(query.get("scope").map(String::as_str), Some("contacts"));
     assert_eq!(
         query.get("redirect_uri").cloned(),
@@ -88,7 +108,11 @@ async fn a_shared_credential_is_connected_by_an_operator(store: Store) {
     assert_connected_page(&done);
     let exchange = provider.token_requests().pop().expect("a code exchange");
     assert_eq!(exchange.grant_type(), Some("authorization_code"));
-    assert!(exchange.param("code_verifier").is_some_and(|v| v.len() >= 43));
+    assert!(
+        exchange
+            .param("code_verifier")
+            .is_some_and(|v| v.len() >= 43)
+    );
 
     let resp = fx.get("/abc/crm/x", Some(&caller)).await;
     assert_eq!(resp.status, 200, "connected: {resp}");
@@ -98,8 +122,15 @@ async fn a_shared_credential_is_connected_by_an_operator(store: Store) {
 
     let replay = browser.get(&callback).await;
     assert_eq!(replay.status, 400, "a state is single use: {replay}");
-    assert_eq!(admin.delete("/admin/credentials/crm/tokens").await.status, 204);
-    assert_eq!(fx.get("/abc/crm/x", Some(&caller)).await.status, 502, "disconnected");
+    assert_eq!(
+        admin.delete("/admin/credentials/crm/tokens").await.status,
+        204
+    );
+    assert_eq!(
+        fx.get("/abc/crm/x", Some(&caller)).await.status,
+        502,
+        "disconnected"
+    );
 }
 
 /// `per_user`: a user who has not connected gets 403 `credential_not_connected` with the
@@ -109,7 +140,10 @@ async fn a_shared_credential_is_connected_by_an_operator(store: Store) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_credentials_are_connected_by_each_user() {
     let provider = Provider::start().await;
-    let fx = Fixture::start_with(Store::memory(), |c| with_code_credential(c, &provider, true)).await;
+    let fx = Fixture::start_with(Store::memory(), |c| {
+        with_code_credential(c, &provider, true)
+    })
+    .await;
     let admin = Admin::new(&fx.gw.admin_url(), &admin_token(&fx).await);
     let alice = access_token(&fx.password_token_for("photoprint", "reports").await);
 
@@ -144,7 +178,9 @@ async fn per_user_credentials_are_connected_by_each_user() {
     let listed = admin.get("/admin/credentials").await.json();
     assert_eq!(listed["credentials"][0]["connected_users"], 1, "{listed}");
 
-    let resp = admin.delete("/admin/credentials/crm/tokens?username=alice").await;
+    let resp = admin
+        .delete("/admin/credentials/crm/tokens?username=alice")
+        .await;
     assert_eq!(resp.status, 204, "{resp}");
     assert_eq!(fx.get("/abc/crm/x", Some(&alice)).await.status, 403);
 }

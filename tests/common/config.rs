@@ -79,7 +79,10 @@ impl Store {
     /// Every key of this test's Redis with every value, as one text (to check that nothing
     /// secret is stored in the clear).
     pub async fn redis_dump(&self) -> String {
-        let redis = self.redis.as_ref().expect("this test needs the redis store");
+        let redis = self
+            .redis
+            .as_ref()
+            .expect("this test needs the redis store");
         let client = redis::Client::open(redis.url()).expect("redis url");
         let mut conn = client
             .get_multiplexed_async_connection()

@@ -274,8 +274,14 @@ client_secret = "${CRM_SECRET}"
         assert_eq!(crm.default_ttl.as_secs(), 3600);
         assert_eq!(crm.refresh_before.as_secs(), 60);
         assert_eq!(crm.timeout.as_secs(), 10);
-        assert_eq!(crm.client_secret.as_ref().map(|s| s.expose()), Some("s3cret"));
-        assert!(!format!("{crm:?}").contains("s3cret"), "Debug shows the secret");
+        assert_eq!(
+            crm.client_secret.as_ref().map(|s| s.expose()),
+            Some("s3cret")
+        );
+        assert!(
+            !format!("{crm:?}").contains("s3cret"),
+            "Debug shows the secret"
+        );
         assert!(c.summary().contains("credential crm"), "{}", c.summary());
         // The fingerprint follows every setting, the secret included.
         let other = load("", &CRM.replace("${CRM_SECRET}", "other")).expect("valid");
@@ -289,23 +295,87 @@ client_secret = "${CRM_SECRET}"
     fn every_mistake_is_reported_at_its_key() {
         let redis = "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n";
         let table: &[(&str, String, &str)] = &[
-            ("", CRM.replace("client_credentials", "magic"), "10:9: unknown grant \"magic\""),
-            ("", CRM.replace("https://login", "ftp://login"), "9:13: invalid URL"),
-            ("", CRM.replace("https://login", "https://u:p@login"), "without user:password@"),
-            ("", format!("{CRM}refresh_token = \"x\"\n"), "10:9: `refresh_token` is only for grant = \"refresh_token\""),
-            ("", CRM.replace("client_credentials", "refresh_token"), "grant = \"refresh_token\" needs `refresh_token`"),
-            ("", CRM.replace("client_credentials", "password"), "grant = \"password\" needs `username`"),
-            ("", CRM.replace("client_credentials", "authorization_code"), "needs `authorize_url`"),
-            ("", format!("{CRM}per_user = true\n"), "13:12: `per_user` is only for grant = \"authorization_code\""),
-            ("", format!("{CRM}access_token_path = \"data.token\"\n"), "13:21: \"data.token\" is not a JSON pointer"),
-            ("", format!("{CRM}auth_method = \"digest\"\n"), "unknown auth_method \"digest\""),
-            ("", format!("{CRM}request_format = \"xml\"\n"), "unknown request_format \"xml\""),
-            ("", format!("{CRM}params = {{ grant_type = \"x\" }}\n"), "params may not set \"grant_type\""),
-            ("", format!("{CRM}timeout = \"0s\"\n"), "13:11: must be more than 0"),
-            ("", format!("{CRM}ca = \"/nonexistent/ca.pem\"\n"), "13:6: cannot read CA file"),
-            ("", format!("{CRM}{CRM}"), "14:8: duplicate credential name \"crm\""),
+            (
+                "",
+                CRM.replace("client_credentials", "magic"),
+                "10:9: unknown grant \"magic\"",
+            ),
+            (
+                "",
+                CRM.replace("https://login", "ftp://login"),
+                "9:13: invalid URL",
+            ),
+            (
+                "",
+                CRM.replace("https://login", "https://u:p@login"),
+                "without user:password@",
+            ),
+            (
+                "",
+                format!("{CRM}refresh_token = \"x\"\n"),
+                "10:9: `refresh_token` is only for grant = \"refresh_token\"",
+            ),
+            (
+                "",
+                CRM.replace("client_credentials", "refresh_token"),
+                "grant = \"refresh_token\" needs `refresh_token`",
+            ),
+            (
+                "",
+                CRM.replace("client_credentials", "password"),
+                "grant = \"password\" needs `username`",
+            ),
+            (
+                "",
+                CRM.replace("client_credentials", "authorization_code"),
+                "needs `authorize_url`",
+            ),
+            (
+                "",
+                format!("{CRM}per_user = true\n"),
+                "13:12: `per_user` is only for grant = \"authorization_code\"",
+            ),
+            (
+                "",
+                format!("{CRM}access_token_path = \"data.token\"\n"),
+                "13:21: \"data.token\" is not a JSON pointer",
+            ),
+            (
+                "",
+                format!("{CRM}auth_method = \"digest\"\n"),
+                "unknown auth_method \"digest\"",
+            ),
+            (
+                "",
+                format!("{CRM}request_format = \"xml\"\n"),
+                "unknown request_format \"xml\"",
+            ),
+            (
+                "",
+                format!("{CRM}params = {{ grant_type = \"x\" }}\n"),
+                "params may not set \"grant_type\"",
+            ),
+            (
+                "",
+                format!("{CRM}timeout = \"0s\"\n"),
+                "13:11: must be more than 0",
+            ),
+            (
+                "",
+                format!("{CRM}ca = \"/nonexistent/ca.pem\"\n"),
+                "13:6: cannot read CA file",
+            ),
+            (
+                "",
+                format!("{CRM}{CRM}"),
+                "14:8: duplicate credential name \"crm\"",
+            ),
             ("", format!("{CRM}bogus = 1\n"), "unknown field `bogus`"),
-            (redis, CRM.to_owned(), "2:11: [store] encryption_key is required"),
+            (
+                redis,
+                CRM.to_owned(),
+                "2:11: [store] encryption_key is required",
+            ),
             (
                 "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nencryption_key = \"c2hvcnQ=\"\n",
                 CRM.to_owned(),
@@ -313,12 +383,16 @@ client_secret = "${CRM_SECRET}"
             ),
             (
                 "",
-                format!("{CRM}[[routes]]\nname = \"r\"\npath = \"/abc/*\"\nupstreams = [\"http://127.0.0.1:9\"]\ncredential = \"nope\"\n"),
+                format!(
+                    "{CRM}[[routes]]\nname = \"r\"\npath = \"/abc/*\"\nupstreams = [\"http://127.0.0.1:9\"]\ncredential = \"nope\"\n"
+                ),
                 "unknown credential \"nope\"",
             ),
             (
                 "",
-                format!("{CRM}[[routes]]\nname = \"r\"\npath = \"/abc/*\"\nupstreams = [\"http://127.0.0.1:9\"]\ncredential = \"crm\"\nforward_authorization = true\n"),
+                format!(
+                    "{CRM}[[routes]]\nname = \"r\"\npath = \"/abc/*\"\nupstreams = [\"http://127.0.0.1:9\"]\ncredential = \"crm\"\nforward_authorization = true\n"
+                ),
                 "forward_authorization = true cannot apply",
             ),
         ];
@@ -335,13 +409,21 @@ client_secret = "${CRM_SECRET}"
     fn a_per_user_credential_needs_a_bearer_route_and_a_good_key_loads() {
         let code = CRM.replace("client_credentials", "authorization_code")
             + "authorize_url = \"https://login.crm.example/authorize\"\nper_user = true\n";
-        let public = format!("{code}[[routes]]\nname = \"r\"\npath = \"/abc/*\"\nupstreams = [\"http://127.0.0.1:9\"]\nauth = \"none\"\ncredential = \"crm\"\n");
+        let public = format!(
+            "{code}[[routes]]\nname = \"r\"\npath = \"/abc/*\"\nupstreams = [\"http://127.0.0.1:9\"]\nauth = \"none\"\ncredential = \"crm\"\n"
+        );
         let errors = load("", &public).expect_err("per_user on a public route");
-        assert!(errors.iter().any(|e| e.contains("is per_user")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("is per_user")),
+            "{errors:?}"
+        );
         let redis = "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nencryption_key = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n";
         let c = load(redis, &code).expect("valid");
         assert!(c.credentials[0].per_user);
         assert!(c.store.encryption_key.is_some());
-        assert!(!format!("{:?}", c.store).contains("48, 49"), "Debug shows the key");
+        assert!(
+            !format!("{:?}", c.store).contains("48, 49"),
+            "Debug shows the key"
+        );
     }
 }
