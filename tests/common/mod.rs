@@ -32,7 +32,7 @@ mod webdriver;
 
 pub use admin::{
     Admin, Metrics, OPS_CLIENT, Sample, add_ops_client, admin_call, admin_fixture, admin_token,
-    metrics,
+    assert_no_store, metrics,
 };
 pub use client::{Resp, basic_auth, get, post_form, raw, raw_get, send};
 pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
