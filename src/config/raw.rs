@@ -142,13 +142,12 @@ pub fn parse(src: &str, d: &mut Diagnostics) -> Option<RawConfig> {
             return None;
         }
     };
-    let mut found: Vec<(Range<usize>, String)> = Vec::new();
     // Keys taken out because of a bad value: serde then says "missing field" for the required
     // ones, which would only repeat the error already reported.
     let mut dropped: Vec<String> = Vec::new();
-    let raw = loop {
+    loop {
         let err = match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
-            Ok(raw) => break Some(raw),
+            Ok(raw) => return Some(raw),
             Err(err) => err,
         };
         let message = err.message().trim_end();
@@ -156,23 +155,17 @@ pub fn parse(src: &str, d: &mut Diagnostics) -> Option<RawConfig> {
             .iter()
             .any(|key| message == format!("missing field `{key}`"))
         {
-            break None;
+            return None;
         }
         let span = err.span().unwrap_or(0..0);
-        found.push((span.clone(), message.to_owned()));
+        d.error(span.clone(), message);
         // Every round takes one entry out of a finite document, so this loop ends.
         match remove_at(doc.get_mut(), &span) {
             Some(Removed::Key) => {}
             Some(Removed::Value(key)) => dropped.push(key),
-            None => break None,
+            None => return None,
         }
-    };
-    // serde walks tables in its own order; the file's order reads better.
-    found.sort_by_key(|(span, _)| span.start);
-    for (span, message) in found {
-        d.error(span, message);
     }
-    raw
 }
 
 /// What [`remove_at`] took out: an entry whose key was at the span (an unknown key), or one
