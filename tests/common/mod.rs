@@ -20,6 +20,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 mod admin;
+mod cli;
 mod client;
 mod config;
 mod gateway;
@@ -34,6 +35,7 @@ pub use admin::{
     Admin, Metrics, OPS_CLIENT, Sample, add_ops_client, admin_call, admin_fixture, admin_token,
     assert_no_store, metrics,
 };
+pub use cli::{Run, tollgate, tollgate_in};
 pub use client::{Resp, basic_auth, get, post_form, raw, raw_get, send};
 pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
 pub use gateway::Gateway;
