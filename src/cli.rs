@@ -1,5 +1,9 @@
 //! `tollgate clients …`, `tollgate tokens …`, `tollgate explain`: the ops CLI, a client of the
-//! admin API. Prints tables for people and the API's JSON with `--json`.
+//! admin API. Prints tables for people and the API's JSON with `--json`. Secrets come from
+//! arguments, the environment, or files (`-`: stdin), read here.
+
+use std::io::Read;
+use std::path::Path;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -56,6 +60,59 @@ pub enum CliError {
     Unreachable { url: String, reason: String },
     #[error("{status}: {message}")]
     Api { status: StatusCode, message: String },
+}
+
+/// Under the `--help` of every command that takes a secret: how to keep it off the command line.
+pub const SECRETS_HELP: &str = "\
+Secrets: a token or secret given as an argument (--token, --client-secret, --explain-token)
+can be read by every local user through `ps` and /proc. Give it in a file instead
+(--token-file, --client-secret-file, --explain-token-file; the path `-` reads stdin, one
+trailing newline is dropped) or in the environment (TOLLGATE_ADMIN_TOKEN,
+TOLLGATE_CLIENT_SECRET).";
+
+/// Reads the secrets given as `--…-file PATH`; stdin (`-`) can serve only one of them.
+#[derive(Debug, Default)]
+pub struct SecretFiles {
+    stdin_read_by: Option<&'static str>,
+}
+
+impl SecretFiles {
+    /// The secret in `path` (stdin for `-`) for `flag`, without one trailing newline, since
+    /// `echo` and editors add one; an empty secret is an error.
+    pub fn read(&mut self, path: &Path, flag: &'static str) -> Result<String, CliError> {
+        let text = if path == Path::new("-") {
+            if let Some(other) = self.stdin_read_by {
+                return Err(CliError::Usage(format!(
+                    "{flag} and {other} cannot both read stdin"
+                )));
+            }
+            self.stdin_read_by = Some(flag);
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::Usage(format!("{flag}: reading stdin: {e}")))?;
+            text
+        } else {
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("{flag}: reading {}: {e}", path.display())))?
+        };
+        let secret = without_newline(&text);
+        if secret.is_empty() {
+            let from = if path == Path::new("-") {
+                "stdin".to_owned()
+            } else {
+                path.display().to_string()
+            };
+            return Err(CliError::Usage(format!("{flag}: {from} is empty")));
+        }
+        Ok(secret.to_owned())
+    }
+}
+
+/// `text` without one trailing `\n` or `\r\n`.
+pub fn without_newline(text: &str) -> &str {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.strip_suffix('\r').unwrap_or(text)
 }
 
 type HttpClient = Client<

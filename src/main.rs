@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use tollgate::cli;
 use tollgate::config::Config;
 use tollgate::server::{self, Listeners};
@@ -14,7 +15,8 @@ use tollgate::server::{self, Listeners};
 #[command(
     name = "tollgate",
     version,
-    about = "OAuth 2.0 gateway: enforces bearer tokens and issues them"
+    about = "OAuth 2.0 gateway: enforces bearer tokens and issues them",
+    after_help = cli::SECRETS_HELP
 )]
 struct Cli {
     /// Path of the config file.
@@ -26,7 +28,8 @@ struct Cli {
     /// Admin commands: the admin listener's URL (default: http:// + [admin].listen of --config).
     #[arg(long, env = "TOLLGATE_ADMIN_URL")]
     admin_url: Option<String>,
-    /// Admin commands: an access token with the `admin` scope.
+    /// Admin commands: an access token with the `admin` scope. Visible in `ps`: prefer
+    /// --token-file or the environment.
     // Tokens and secrets are base64url and may start with "-": never read them as flags.
     #[arg(
         long,
@@ -35,9 +38,14 @@ struct Cli {
         allow_hyphen_values = true
     )]
     token: Option<String>,
+    /// Admin commands: read the admin token from this file (`-`: stdin).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// Admin commands: get the token with this client's credentials instead (scope admin).
     #[arg(long = "client-id", env = "TOLLGATE_CLIENT_ID")]
     admin_client_id: Option<String>,
+    /// Admin commands: that client's secret. Visible in `ps`: prefer --client-secret-file or
+    /// the environment.
     #[arg(
         long = "client-secret",
         allow_hyphen_values = true,
@@ -45,6 +53,9 @@ struct Cli {
         hide_env_values = true
     )]
     admin_client_secret: Option<String>,
+    /// Admin commands: read the client secret from this file (`-`: stdin).
+    #[arg(long = "client-secret-file", value_name = "PATH")]
+    admin_client_secret_file: Option<PathBuf>,
     /// Admin commands: Tollgate's public URL, for the token endpoint (default: [server].public_url).
     #[arg(long, env = "TOLLGATE_URL")]
     url: Option<String>,
@@ -76,14 +87,23 @@ enum Command {
     #[command(subcommand)]
     Tokens(TokensCommand),
     /// Ask the gateway why it would allow or refuse a token on a method and path.
+    #[command(after_help = cli::SECRETS_HELP)]
     Explain {
         #[arg(long, default_value = "GET")]
         method: String,
         #[arg(long)]
         path: String,
-        /// The token to explain.
-        #[arg(long, allow_hyphen_values = true)]
-        explain_token: String,
+        /// The token to explain. Visible in `ps`: prefer --explain-token-file.
+        #[arg(
+            long,
+            allow_hyphen_values = true,
+            required_unless_present = "explain_token_file",
+            conflicts_with = "explain_token_file"
+        )]
+        explain_token: Option<String>,
+        /// Read the token to explain from this file (`-`: stdin).
+        #[arg(long, value_name = "PATH")]
+        explain_token_file: Option<PathBuf>,
     },
 }
 
@@ -147,7 +167,12 @@ enum TokensCommand {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    refuse_a_secret_given_twice(&matches);
     match cli.command.take().unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
         Command::HashSecret => report(hash_secret()),
@@ -161,14 +186,24 @@ fn main() -> ExitCode {
             method,
             path,
             explain_token,
-        } => report(admin(
-            &cli,
-            cli::Command::Explain {
-                method,
-                path,
-                token: explain_token,
-            },
-        )),
+            explain_token_file,
+        } => {
+            let mut secrets = cli::SecretFiles::default();
+            let token = match (explain_token, explain_token_file) {
+                (Some(token), _) => Ok(token),
+                (None, Some(file)) => secrets.read(&file, "--explain-token-file"),
+                // clap requires one of the two
+                (None, None) => Err(cli::CliError::Usage("give --explain-token-file".into())),
+            };
+            report(token.map_err(Into::into).and_then(|token| {
+                let command = cli::Command::Explain {
+                    method,
+                    path,
+                    token,
+                };
+                admin_with(&cli, command, secrets)
+            }))
+        }
     }
 }
 
@@ -243,8 +278,49 @@ fn tokens_command(t: TokensCommand) -> cli::Command {
     }
 }
 
+/// Exits with a usage error when a secret is given both as an argument and as a file on the
+/// command line: a contradiction. (A file on the command line beats the environment.)
+fn refuse_a_secret_given_twice(matches: &clap::ArgMatches) {
+    let pairs = [
+        ("token", "token_file", "--token", "--token-file"),
+        (
+            "admin_client_secret",
+            "admin_client_secret_file",
+            "--client-secret",
+            "--client-secret-file",
+        ),
+    ];
+    for (value, file, value_flag, file_flag) in pairs {
+        if matches.value_source(value) == Some(ValueSource::CommandLine)
+            && matches.value_source(file) == Some(ValueSource::CommandLine)
+        {
+            let message = format!("the argument '{value_flag}' cannot be used with '{file_flag}'");
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+    }
+}
+
 /// Runs an admin command; URLs not given come from the config file when it can be read.
 fn admin(cli: &Cli, command: cli::Command) -> anyhow::Result<()> {
+    admin_with(cli, command, cli::SecretFiles::default())
+}
+
+/// [`admin`], when a flag of the subcommand may have read a secret file (stdin) already.
+fn admin_with(
+    cli: &Cli,
+    command: cli::Command,
+    mut secrets: cli::SecretFiles,
+) -> anyhow::Result<()> {
+    let token = match &cli.token_file {
+        Some(file) => Some(secrets.read(file, "--token-file")?),
+        None => cli.token.clone(),
+    };
+    let client_secret = match &cli.admin_client_secret_file {
+        Some(file) => Some(secrets.read(file, "--client-secret-file")?),
+        None => cli.admin_client_secret.clone(),
+    };
     let config = Config::load(&cli.config).ok();
     let admin_url = cli
         .admin_url
@@ -257,9 +333,9 @@ fn admin(cli: &Cli, command: cli::Command) -> anyhow::Result<()> {
         .context("no admin URL: give --admin-url (TOLLGATE_ADMIN_URL) or a readable --config")?;
     let target = cli::Target {
         admin_url,
-        token: cli.token.clone(),
+        token,
         client_id: cli.admin_client_id.clone(),
-        client_secret: cli.admin_client_secret.clone(),
+        client_secret,
         public_url: cli
             .url
             .clone()
@@ -322,8 +398,7 @@ fn hash_secret() -> anyhow::Result<()> {
     std::io::stdin()
         .read_to_string(&mut input)
         .context("reading the secret from stdin")?;
-    let secret = input.strip_suffix('\n').unwrap_or(&input);
-    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    let secret = cli::without_newline(&input);
     anyhow::ensure!(!secret.is_empty(), "no secret on stdin");
     let hash = tollgate::secret::hash(secret).map_err(anyhow::Error::msg)?;
     println!("{hash}");
@@ -434,7 +509,9 @@ mod tests {
         assert_eq!(cli.token.as_deref(), Some("-dtoken"));
         assert_eq!(cli.admin_client_secret.as_deref(), Some("-secret"));
         match cli.command {
-            Some(Command::Explain { explain_token, .. }) => assert_eq!(explain_token, "-explained"),
+            Some(Command::Explain { explain_token, .. }) => {
+                assert_eq!(explain_token.as_deref(), Some("-explained"))
+            }
             _ => panic!("explain expected"),
         }
     }

@@ -1,112 +1,16 @@
 //! End-to-end: the ops CLI (`tollgate clients …`, `tollgate tokens …`, `tollgate explain`)
-//! against a running gateway's admin API, with credentials from flags, the environment, or
-//! fetched by client_credentials (SPEC §1, §7).
+//! against a running gateway's admin API, with credentials from flags, files, stdin, the
+//! environment, or fetched by client_credentials (SPEC §1, §7).
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    Admin, Fixture, OPS_CLIENT, Store, TempDir, access_token, admin_fixture, poll, post_form,
-    time_until_status, tollgate_bin,
+    Admin, Fixture, OPS_CLIENT, Run, Store, TempDir, access_token, admin_fixture, post_form,
+    time_until_status, tollgate, tollgate_in,
 };
 use serde_json::{Value, json};
-
-/// How a CLI run ended.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Run {
-    fn ok(&self) -> &Run {
-        assert_eq!(self.code, Some(0), "{self}");
-        self
-    }
-
-    /// Asserts a failure with a message on stderr.
-    fn failed(&self) {
-        assert!(
-            self.code.is_some_and(|c| c != 0),
-            "expected a non-zero exit: {self}"
-        );
-        assert!(
-            !self.stderr.trim().is_empty(),
-            "no message on stderr: {self}"
-        );
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout not JSON ({e}): {self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `tollgate args...` with only `env` of the TOLLGATE_* variables set, in an empty
-/// directory; killed after 20 s.
-async fn tollgate(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let dir = TempDir::new("cli");
-    let mut cmd = Command::new(tollgate_bin());
-    cmd.args(args)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "TOLLGATE_ADMIN_URL",
-        "TOLLGATE_ADMIN_TOKEN",
-        "TOLLGATE_CLIENT_ID",
-        "TOLLGATE_CLIENT_SECRET",
-        "TOLLGATE_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (name, value) in env {
-        cmd.env(name, value);
-    }
-    let mut child = cmd.spawn().expect("spawn tollgate");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let status = poll(Duration::from_secs(20), || {
-        let exited = child.try_wait().ok().flatten();
-        async move { exited }
-    })
-    .await;
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    Run {
-        code: status.and_then(|s| s.code()),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        what: format!("tollgate {}", args.join(" ")),
-    }
-}
 
 /// The CLI pointed at `admin` with its token by flags: `tollgate --admin-url .. --token ..
 /// <args>`.
@@ -241,15 +145,30 @@ async fn cli_manages_clients() {
     assert!(body.get("client_secret").is_none(), "{public}");
     assert_eq!(body["redirect_uris"], json!(["http://127.0.0.1:3000/cb"]));
 
-    // Failures exit non-zero with a message: 409, 404, 409 (file client), 400.
-    for line in [
-        "clients create --name cliapp --version 1.2",
-        "clients show no-such-client",
-        "clients delete no-such-client",
-        "clients delete photoprint",
-        "clients create --name Bad --type weird",
+    // Failures exit 1 with the API's status, error and description.
+    for (line, message) in [
+        (
+            "clients create --name cliapp --version 1.2",
+            "tollgate: 409 Conflict: conflict: a client named \"cliapp\" version \"1.2\" exists already",
+        ),
+        (
+            "clients show no-such-client",
+            "tollgate: 404 Not Found: not_found: no client \"no-such-client\"",
+        ),
+        (
+            "clients delete no-such-client",
+            "tollgate: 404 Not Found: not_found: no client \"no-such-client\"",
+        ),
+        (
+            "clients delete photoprint",
+            "tollgate: 409 Conflict: conflict: this client is defined in gateway.toml",
+        ),
+        (
+            "clients create --name Bad --type weird",
+            "tollgate: 400 Bad Request: invalid_request: `type` must be",
+        ),
     ] {
-        cli(&admin, line).await.failed();
+        cli(&admin, line).await.failed(message);
     }
 
     let resp = post_form(
@@ -261,7 +180,9 @@ async fn cli_manages_clients() {
     let token = access_token(&resp.json());
     cli(&admin, &format!("clients delete {id}")).await.ok();
     assert_eq!(admin.get(&format!("/admin/clients/{id}")).await.status, 404);
-    cli(&admin, &format!("clients show {id}")).await.failed();
+    cli(&admin, &format!("clients show {id}"))
+        .await
+        .failed("tollgate: 404 Not Found: not_found: no client");
     let took = time_until_status(&fx.url("/abc/x"), &token, 401, Duration::from_secs(1)).await;
     assert!(took.is_some(), "the deleted client's token still works");
 }
@@ -282,9 +203,11 @@ async fn cli_manages_tokens_and_explains() {
     assert_eq!(fx.get("/abc/x", Some(&token)).await.status, 200);
     cli(&admin, "tokens issue --client-id nobody")
         .await
-        .failed();
+        .failed("tollgate: 400 Bad Request: invalid_request: no client \"nobody\"");
     let line = "tokens issue --client-id photoprint --scope nope";
-    cli(&admin, line).await.failed();
+    cli(&admin, line)
+        .await
+        .failed("tollgate: 400 Bad Request: invalid_scope: ");
 
     let pw = fx.password_token_for("photoprint", "reports").await;
     let listed = cli(&admin, "tokens list --client-id photoprint --json").await;
@@ -314,7 +237,9 @@ async fn cli_manages_tokens_and_explains() {
     let took = time_until_status(&url, &access_token(&pw), 401, Duration::from_secs(1)).await;
     assert!(took.is_some(), "a token revoked by the CLI still works");
     assert_eq!(fx.get("/abc/x", Some(&token)).await.status, 200, "only it");
-    cli(&admin, "tokens revoke no-such-handle").await.failed();
+    cli(&admin, "tokens revoke no-such-handle")
+        .await
+        .failed("tollgate: 404 Not Found: not_found: no token \"no-such-handle\"");
 
     let explain = |path: &str, json: &str| {
         format!("explain --method GET --path {path} --explain-token {token} {json}")
@@ -376,16 +301,171 @@ async fn cli_takes_credentials_from_flags_env_or_client_credentials() {
     assert_eq!(tokens.len(), 1, "photoprint's one token: {filtered}");
     assert_eq!(tokens[0]["client_id"], "photoprint", "{filtered}");
 
-    // Bad credentials of every kind fail with a message.
+    // Bad credentials of every kind fail with exit 1 and what went wrong.
     let bad_token = admin.with_token(&common::random_token());
-    cli_args(&bad_token, &list).await.failed();
+    cli_args(&bad_token, &list)
+        .await
+        .failed("tollgate: 401 Unauthorized: invalid_token: unknown token");
     let not_admin = admin.with_token(&fx.client_token(Some("reports")).await);
-    cli_args(&not_admin, &list).await.failed();
+    cli_args(&not_admin, &list)
+        .await
+        .failed("tollgate: 403 Forbidden: insufficient_scope");
     let args = with_client("wrong-secret");
     tollgate(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
         .await
-        .failed();
-    let dead = Admin::new(&common::dead_port_url(), &admin.token);
-    cli_args(&dead, &list).await.failed();
-    tollgate(&list, &[]).await.failed();
+        .failed("tollgate: 401 Unauthorized: invalid_client");
+    let dead_url = common::dead_port_url();
+    let dead = Admin::new(&dead_url, &admin.token);
+    cli_args(&dead, &list).await.failed(&format!(
+        "tollgate: cannot reach {dead_url}/admin/clients: "
+    ));
+    tollgate(&list, &[]).await.failed(
+        "tollgate: no admin URL: give --admin-url (TOLLGATE_ADMIN_URL) or a readable --config",
+    );
+    let args = ["--admin-url", &admin.base, "clients", "list"];
+    tollgate(&args, &[])
+        .await
+        .failed("tollgate: no admin credentials: give --token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reads_secrets_from_files_and_stdin() {
+    let (fx, admin) = admin_fixture(Store::memory(), |_| {}).await;
+    let dir = TempDir::new("cli-secrets");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write secret file");
+        path.display().to_string()
+    };
+    // Files as `echo` and editors write them: with a trailing newline (CRLF too).
+    let token_file = write("token", &format!("{}\n", admin.token));
+    let secret_file = write("secret", &format!("{}\r\n", fx.creds.secret));
+    let empty_file = write("empty", "\n");
+    let (base, public) = (admin.base.as_str(), fx.gw.base_url());
+    let in_dir = |args: Vec<String>, env: &[(&str, &str)], stdin: Option<&str>| {
+        let (env, stdin): (Vec<(String, String)>, Option<String>) = (
+            env.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            stdin.map(str::to_owned),
+        );
+        let dir = dir.path().to_owned();
+        async move {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            tollgate_in(&dir, &args, &env, stdin.as_deref()).await
+        }
+    };
+    let listed = |run: &Run| assert!(run.ok().json()["clients"].is_array(), "{run}");
+    let list = ["clients", "list", "--json"];
+    let by_token_file = |file: &str| {
+        let mut args = vec!["--admin-url", base, "--token-file"];
+        args.push(file);
+        args.extend(list);
+        owned(&args)
+    };
+    let token_line = format!("{}\n", admin.token);
+
+    // The admin token from a file, from stdin, and a file on the command line over a (here
+    // wrong) token in the environment.
+    listed(&in_dir(by_token_file(&token_file), &[], None).await);
+    listed(&in_dir(by_token_file("-"), &[], Some(&token_line)).await);
+    let wrong = common::random_token();
+    let env = [("TOLLGATE_ADMIN_TOKEN", wrong.as_str())];
+    listed(&in_dir(by_token_file(&token_file), &env, None).await);
+
+    // The client secret from a file (CRLF dropped), and from stdin.
+    let by_secret_file = |file: &str| {
+        let mut args = vec![
+            "--admin-url",
+            base,
+            "--url",
+            &public,
+            "--client-id",
+            OPS_CLIENT,
+        ];
+        args.extend(["--client-secret-file", file]);
+        args.extend(list);
+        owned(&args)
+    };
+    listed(&in_dir(by_secret_file(&secret_file), &[], None).await);
+    listed(&in_dir(by_secret_file("-"), &[], Some(&fx.creds.secret)).await);
+
+    // The token to explain from stdin while the admin token comes from a file.
+    let reports = fx.client_token(Some("reports")).await;
+    let explain = |admin_token_file: &str| {
+        let mut args = vec!["--admin-url", base, "--token-file"];
+        args.push(admin_token_file);
+        args.extend([
+            "explain",
+            "--path",
+            "/abc/x",
+            "--explain-token-file",
+            "-",
+            "--json",
+        ]);
+        owned(&args)
+    };
+    let reports_line = format!("{reports}\n");
+    let explained = in_dir(explain(&token_file), &[], Some(&reports_line)).await;
+    let e = explained.ok().json();
+    assert_eq!(e["allowed"], true, "{explained}");
+    assert_eq!(e["token"]["client_id"], "photoprint", "{explained}");
+
+    // Stdin serves one secret only; an empty secret is refused (exit 1); a secret given both
+    // ways on the command line is a usage error (exit 2).
+    in_dir(explain("-"), &[], Some(&reports_line))
+        .await
+        .failed("tollgate: --token-file and --explain-token-file cannot both read stdin");
+    in_dir(by_token_file(&empty_file), &[], None)
+        .await
+        .failed(&format!("tollgate: --token-file: {empty_file} is empty"));
+    let mut twice = vec![
+        "--admin-url",
+        base,
+        "--token",
+        "x",
+        "--token-file",
+        &token_file,
+    ];
+    twice.extend(list);
+    in_dir(owned(&twice), &[], None).await.exited(
+        2,
+        "the argument '--token' cannot be used with '--token-file'",
+    );
+    let twice = vec![
+        "explain",
+        "--path",
+        "/x",
+        "--explain-token",
+        "x",
+        "--explain-token-file",
+        "-",
+    ];
+    in_dir(owned(&twice), &[], None)
+        .await
+        .exited(2, "the argument '--explain-token <EXPLAIN_TOKEN>' cannot be used with '--explain-token-file <PATH>'");
+
+    // --help says why and how.
+    for args in [vec!["--help"], vec!["explain", "--help"]] {
+        let help = in_dir(owned(&args), &[], None).await;
+        for needle in [
+            "`ps`",
+            "--token-file",
+            "--client-secret-file",
+            "--explain-token-file",
+            "the path `-` reads stdin",
+            "TOLLGATE_ADMIN_TOKEN",
+            "TOLLGATE_CLIENT_SECRET",
+        ] {
+            assert!(
+                help.ok().stdout.contains(needle),
+                "{needle:?} not in {help}"
+            );
+        }
+    }
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Admin, Fixture, GatewayConfig, Mode, PROVIDER_CLIENT_ID, PROVIDER_CLIENT_SECRET, Provider,
-    Shape, Store, access_token, add_ops_client, admin_token,
+    Shape, Store, add_ops_client, admin_token,
 };
 use serde_json::{Value, json};
 

@@ -144,7 +144,11 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
     if let (Some(secret), Value::Object(map)) = (secret, &mut out) {
         map.insert("client_secret".into(), secret.into());
     }
-    Ok(json_response(StatusCode::CREATED, &out))
+    // The only time the secret is shown: no cache or proxy on the way may keep it.
+    Ok(crate::error::no_store(json_response(
+        StatusCode::CREATED,
+        &out,
+    )))
 }
 
 pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> AdminResult {

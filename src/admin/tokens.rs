@@ -131,9 +131,11 @@ pub async fn issue(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
     )
     .await?;
     tracing::info!(client_id, days, "token issued through the admin API");
-    let mut resp = json_response(StatusCode::CREATED, &TokenResponse::from(issued));
-    resp = crate::error::no_store(resp);
-    Ok(resp)
+    // A token response, like the token endpoint's: never cached (RFC 6749 §5.1).
+    Ok(crate::error::no_store(json_response(
+        StatusCode::CREATED,
+        &TokenResponse::from(issued),
+    )))
 }
 
 pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {

@@ -1,8 +1,9 @@
 //! `gateway.toml` → validated [`Config`]. The rest of the library never sees TOML.
 //!
 //! Loading is two steps: serde reads the file into `raw` structs (types and unknown keys
-//! checked, positions kept), then `validate` checks values and cross-references and reports
-//! every problem it finds at once as `FILE:LINE:COL: message`.
+//! checked, positions kept; every unknown or mistyped key is reported, not only the first),
+//! then `validate` checks values and cross-references; every problem of both steps is
+//! reported at once as `FILE:LINE:COL: message`.
 
 pub mod cidr;
 mod raw;

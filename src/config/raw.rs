@@ -2,10 +2,16 @@
 //!
 //! Nothing here is validated beyond TOML types; `config::load` turns these into the library's
 //! `Config`. Every struct denies unknown keys, and every value an error message may need to
-//! point at is `Spanned` so the message can carry `FILE:LINE:COL`.
+//! point at is `Spanned` so the message can carry `FILE:LINE:COL`. The structs are the only
+//! list of keys: [`parse`] learns what is unknown from serde itself.
+
+use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::values::Diagnostics;
 
 pub type Str = Spanned<String>;
 pub type StrList = Spanned<Vec<Str>>;
@@ -153,4 +159,93 @@ pub struct RawCredential {
     pub refresh_before: Option<Str>,
     pub timeout: Option<Str>,
     pub ca: Option<Str>,
+}
+
+/// Reads `src` into a [`RawConfig`], reporting every unknown key and every value of the wrong
+/// type into `d`, not just the first. serde stops at its first error, so each such key is
+/// reported, taken out of the parsed document, and the document read again; what remains is
+/// returned so the caller's value checks report their errors beside these. `None` when the
+/// file is not TOML or a required key is missing or unusable (already reported).
+pub fn parse(src: &str, d: &mut Diagnostics) -> Option<RawConfig> {
+    let mut doc = match DeTable::parse(src) {
+        Ok(doc) => doc,
+        Err(e) => {
+            d.error(e.span().unwrap_or(0..0), e.message().trim_end());
+            return None;
+        }
+    };
+    // Keys taken out because of a bad value: serde then says "missing field" for the required
+    // ones, which would only repeat the error already reported.
+    let mut dropped: Vec<String> = Vec::new();
+    loop {
+        let err = match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
+            Ok(raw) => return Some(raw),
+            Err(err) => err,
+        };
+        let message = err.message().trim_end();
+        if dropped
+            .iter()
+            .any(|key| message == format!("missing field `{key}`"))
+        {
+            return None;
+        }
+        let span = err.span().unwrap_or(0..0);
+        d.error(span.clone(), message);
+        // Every round takes one entry out of a finite document, so this loop ends.
+        match remove_at(doc.get_mut(), &span) {
+            Some(Removed::Key) => {}
+            Some(Removed::Value(key)) => dropped.push(key),
+            None => return None,
+        }
+    }
+}
+
+/// What [`remove_at`] took out: an entry whose key was at the span (an unknown key), or one
+/// whose value (or an item of it) was (a value of the wrong type).
+enum Removed {
+    Key,
+    Value(String),
+}
+
+/// Removes the entry of `table` (at any depth) whose key or value is at `span`.
+fn remove_at(table: &mut DeTable, span: &Range<usize>) -> Option<Removed> {
+    let mut found = None;
+    for (key, value) in table.iter_mut() {
+        let name = key.get_ref().to_string();
+        if key.span() == *span {
+            found = Some((name, Removed::Key));
+        } else if value.span() == *span || contains_item_at(value.get_ref(), span) {
+            found = Some((name.clone(), Removed::Value(name)));
+        } else if let Some(inner) = remove_within(value.get_mut(), span) {
+            return Some(inner);
+        }
+        if found.is_some() {
+            break;
+        }
+    }
+    let (name, removed) = found?;
+    table.remove(name.as_str());
+    Some(removed)
+}
+
+/// [`remove_at`] inside a table value, or inside the tables of an array.
+fn remove_within(value: &mut DeValue, span: &Range<usize>) -> Option<Removed> {
+    match value {
+        DeValue::Table(table) => remove_at(table, span),
+        DeValue::Array(items) => items.iter_mut().find_map(|item| match item.get_mut() {
+            DeValue::Table(table) => remove_at(table, span),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// Is a plain (non-table) item of this array at `span`? (`grants = ["a", 5]`)
+fn contains_item_at(value: &DeValue, span: &Range<usize>) -> bool {
+    match value {
+        DeValue::Array(items) => items
+            .iter()
+            .any(|item| item.span() == *span || contains_item_at(item.get_ref(), span)),
+        _ => false,
+    }
 }

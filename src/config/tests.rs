@@ -257,6 +257,83 @@ fn every_error_is_reported_at_once() {
     assert_eq!(errs.len(), 3, "{errs:#?}");
 }
 
+/// serde stops at the first unknown key; `check` must still report every one of them, where
+/// it is, together with the value errors found after them.
+#[test]
+fn unknown_keys_are_reported_with_every_other_error() {
+    let src = BASE
+        .replace(
+            "public_url = \"http://127.0.0.1:8080/\"",
+            "public_url = \"http://127.0.0.1:8080/\"\n  colour = \"red\"",
+        )
+        .replace(
+            "scopes = [\"reports\"]",
+            "scopes = [\"reports\"]\nsecrett = \"typo\"",
+        )
+        .replace("path = \"/abc/*\"", "path = \"/abc/*\"\ntimeout = \"soon\"");
+    let errs = errors(&src);
+    let at: Vec<&str> = errs
+        .iter()
+        .map(|e| e.split(": ").next().unwrap_or(e))
+        .collect();
+    assert_eq!(
+        at,
+        ["gw.toml:5:3", "gw.toml:16:1", "gw.toml:21:11"],
+        "{errs:#?}"
+    );
+    assert!(errs[0].ends_with(": unknown field `colour`, expected one of `listen`, `public_url`, `shutdown_grace`, `workers`, `tls`"), "{errs:#?}");
+    assert!(errs[1].contains(": unknown field `secrett`"), "{errs:#?}");
+    assert!(errs[2].contains(": invalid duration \"soon\""), "{errs:#?}");
+}
+
+/// Unknown keys in a table header, an inline table and a plain table, and values of the
+/// wrong type: each reported once, where it is, in file order, with the value checks that
+/// still run after them (the certificate that does not exist).
+#[test]
+fn every_serde_level_problem_is_reported_once() {
+    let src = BASE
+        .replace(
+            "[server]",
+            "[oauth]\ndefault_client = 5\n\n[server]\nworkers = \"two\"\n\
+             tls = { cert = \"c.pem\", key = \"k.pem\", chain = \"x\" }",
+        )
+        .replace("[[routes]]", "[oauth.extra]\nx = 1\n\n[[routes]]");
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert_eq!(
+        errs[..2],
+        [
+            "gw.toml:3:18: invalid type: integer `5`, expected a string",
+            "gw.toml:6:11: invalid type: string \"two\", expected i64",
+        ],
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with("gw.toml:7:16: cannot read certificate c.pem"),
+        "{errs:#?}"
+    );
+    assert_eq!(
+        errs[3..],
+        [
+            "gw.toml:7:40: unknown field `chain`, expected `cert` or `key`",
+            "gw.toml:21:8: unknown field `extra`, expected one of `path`, `access_token_ttl`, \
+             `refresh_token_ttl`, `authorization_code_ttl`, `refresh_grace`, `default_client`",
+        ],
+        "{errs:#?}"
+    );
+}
+
+/// A required key with a value of the wrong type is reported once, not again as missing.
+#[test]
+fn a_mistyped_required_key_is_not_also_missing() {
+    let errs = errors(&BASE.replace("name = \"abc\"", "name = 7"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(
+        errs[0], "gw.toml:17:8: invalid type: integer `7`, expected a string",
+        "{errs:#?}"
+    );
+}
+
 #[test]
 fn duplicates_are_refused() {
     let twice = |block: &str| format!("{BASE}\n{block}");

@@ -26,13 +26,9 @@ pub(super) fn load(
 ) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let mut d = Diagnostics::new(&file, src);
-    let raw: RawConfig = match toml::from_str(src) {
-        Ok(raw) => raw,
-        Err(e) => {
-            // The TOML layer stops at its first error; its message already names the key.
-            d.error(e.span().unwrap_or(0..0), e.message().trim_end());
-            return Err(ConfigError(d.into_errors()));
-        }
+    // Unknown keys and mistyped values land in `d` beside the value errors found below.
+    let Some(raw) = super::raw::parse(src, &mut d) else {
+        return Err(ConfigError(d.into_errors()));
     };
     let mut v = Validator { d, env };
     let config = v.config(path, raw);

@@ -8,7 +8,8 @@ use std::time::Duration;
 pub struct Diagnostics<'a> {
     file: &'a str,
     src: &'a str,
-    errors: Vec<String>,
+    /// (byte offset, message), so the errors can be given in file order.
+    errors: Vec<(usize, String)>,
 }
 
 impl<'a> Diagnostics<'a> {
@@ -23,16 +24,21 @@ impl<'a> Diagnostics<'a> {
     /// Records `message` at the start of `span`.
     pub fn error(&mut self, span: Range<usize>, message: impl std::fmt::Display) {
         let (line, col) = line_col(self.src, span.start);
-        self.errors
-            .push(format!("{}:{}:{}: {}", self.file, line, col, message));
+        let message = format!("{}:{}:{}: {}", self.file, line, col, message);
+        self.errors.push((span.start, message));
     }
 
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
 
-    pub fn into_errors(self) -> Vec<String> {
+    /// The messages in file order (the checks find them in their own order).
+    pub fn into_errors(mut self) -> Vec<String> {
+        self.errors.sort_by_key(|(at, _)| *at);
         self.errors
+            .into_iter()
+            .map(|(_, message)| message)
+            .collect()
     }
 }
 

@@ -83,10 +83,12 @@ impl Admin {
         self.call("DELETE", path, None).await
     }
 
-    /// `POST /admin/clients`; panics unless 201. Returns the created client (with secret).
+    /// `POST /admin/clients`; panics unless 201 with `Cache-Control: no-store` (the answer
+    /// may carry the one copy of a secret). Returns the created client (with secret).
     pub async fn create_client(&self, body: &Value) -> Value {
         let resp = self.post("/admin/clients", body).await;
         assert_eq!(resp.status, 201, "POST /admin/clients {body}: {resp}");
+        assert_no_store(&resp);
         resp.json()
     }
 
@@ -121,6 +123,18 @@ impl Admin {
     pub async fn metrics(&self) -> Metrics {
         metrics(&self.base).await
     }
+}
+
+/// Asserts `Cache-Control: no-store`: what an answer carrying a secret or a token must say
+/// so that no cache on the way keeps it.
+pub fn assert_no_store(resp: &Resp) {
+    let cache = resp.header("cache-control").unwrap_or_default();
+    assert!(
+        cache
+            .split(',')
+            .any(|d| d.trim().eq_ignore_ascii_case("no-store")),
+        "Cache-Control {cache:?}, want no-store: {resp}"
+    );
 }
 
 /// `METHOD url` with `Authorization: Bearer token` when given, a JSON body when given, and

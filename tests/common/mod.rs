@@ -22,6 +22,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 mod admin;
+mod cli;
 mod client;
 mod config;
 mod gateway;
@@ -35,8 +36,9 @@ mod webdriver;
 
 pub use admin::{
     Admin, Metrics, OPS_CLIENT, Sample, add_ops_client, admin_call, admin_fixture, admin_token,
-    metrics,
+    assert_no_store, metrics,
 };
+pub use cli::{Run, tollgate, tollgate_in};
 pub use client::{Resp, basic_auth, get, post_form, post_form_from, raw, raw_get, send, send_from};
 pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
 pub use gateway::Gateway;
