@@ -1,4 +1,4 @@
-//! `tollgate clients …`, `tollgate tokens …`, `tollgate explain`: the ops CLI, a client of the
+//! `tollgate clients …`, `tollgate tokens …`, `tollgate credentials …`, `tollgate explain`: the ops CLI, a client of the
 //! admin API. Prints tables for people and the API's JSON with `--json`. Secrets come from
 //! arguments, the environment, or files (`-`: stdin), read here.
 
@@ -12,6 +12,9 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
+
+mod credentials;
+pub use credentials::CredentialsCommand;
 
 /// How to reach and authenticate to the admin API.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +53,7 @@ pub enum Command {
         path: String,
         token: String,
     },
+    Credentials(CredentialsCommand),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +170,14 @@ fn api_error(status: StatusCode, body: &Value) -> CliError {
     ) {
         (Some(e), Some(d)) => format!("{e}: {d}"),
         (Some(e), None) => e.to_owned(),
+        // A credential whose refresh failed answers with its status object.
+        _ if body.get("last_error").is_some() => format!(
+            "credential {}: {}",
+            body.get("name").and_then(Value::as_str).unwrap_or("?"),
+            body.get("last_error")
+                .and_then(Value::as_str)
+                .unwrap_or("failed")
+        ),
         _ => body.to_string(),
     };
     CliError::Api { status, message }
@@ -275,6 +287,10 @@ pub async fn run(t: &Target, cmd: Command) -> Result<(), CliError> {
                 None,
                 None,
             ),
+            Command::Credentials(c) => {
+                let (method, path) = credentials::request(c);
+                (method, path, None, None)
+            }
             Command::Explain {
                 method,
                 path,
@@ -398,6 +414,7 @@ fn print_human(cmd: &Command, v: &Value) {
                 println!("{key:<13} {}", s(v, key));
             }
         }
+        Command::Credentials(c) => credentials::print(c, v),
         Command::ClientsDelete(id) => println!("client {id} deleted; its tokens are revoked"),
         Command::TokensRevoke(id) => println!("token {id} revoked (with its refresh token)"),
         Command::Explain { .. } => {

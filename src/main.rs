@@ -86,6 +86,9 @@ enum Command {
     /// Manage tokens through the admin API.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Outbound credentials (upstream tokens) through the admin API.
+    #[command(subcommand)]
+    Credentials(cli::CredentialsCommand),
     /// Ask the gateway why it would allow or refuse a token on a method and path.
     #[command(after_help = cli::SECRETS_HELP)]
     Explain {
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
         }
         Command::Clients(c) => report(admin(&cli, clients_command(c))),
         Command::Tokens(t) => report(admin(&cli, tokens_command(t))),
+        Command::Credentials(c) => report(admin(&cli, cli::Command::Credentials(c))),
         Command::Explain {
             method,
             path,

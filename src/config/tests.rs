@@ -281,7 +281,10 @@ fn unknown_keys_are_reported_with_every_other_error() {
         ["gw.toml:5:3", "gw.toml:16:1", "gw.toml:21:11"],
         "{errs:#?}"
     );
-    assert!(errs[0].ends_with(": unknown field `colour`, expected one of `listen`, `public_url`, `shutdown_grace`, `workers`, `tls`"), "{errs:#?}");
+    assert!(
+        errs[0].contains(": unknown field `colour`, expected one of `listen`, `public_url`"),
+        "{errs:#?}"
+    );
     assert!(errs[1].contains(": unknown field `secrett`"), "{errs:#?}");
     assert!(errs[2].contains(": invalid duration \"soon\""), "{errs:#?}");
 }

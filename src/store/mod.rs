@@ -56,6 +56,8 @@ pub struct TokenStore {
     metrics: Arc<Metrics>,
 }
 
+// One per node, behind an `Arc`: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum BackendImpl {
     Memory(memory::MemoryStore),
     Redis(redis::RedisStore),
