@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeArray, DeTable, DeValue};
 
 use super::values::Diagnostics;
 
@@ -165,7 +165,7 @@ pub struct RawCredential {
 /// type into `d`, not just the first. serde stops at its first error, so each such key is
 /// reported, taken out of the parsed document, and the document read again; what remains is
 /// returned so the caller's value checks report their errors beside these. `None` when the
-/// file is not TOML or a required key is missing or unusable (already reported).
+/// file is not TOML or a required key is missing or unusable (reported too).
 pub fn parse(src: &str, d: &mut Diagnostics) -> Option<RawConfig> {
     let mut doc = match DeTable::parse(src) {
         Ok(doc) => doc,
@@ -174,50 +174,59 @@ pub fn parse(src: &str, d: &mut Diagnostics) -> Option<RawConfig> {
             return None;
         }
     };
-    // Keys taken out because of a bad value: serde then says "missing field" for the required
-    // ones, which would only repeat the error already reported.
+    // Keys taken out because of a bad value. serde then says "missing field" for the required
+    // ones, which would only repeat the error already reported. A table missing a required
+    // key is taken out, so the rest of the file is still read for its key errors, but the
+    // value checks, which would see a config without that table, are skipped.
     let mut dropped: Vec<String> = Vec::new();
+    let mut complete = true;
     loop {
         let err = match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
-            Ok(raw) => return Some(raw),
+            Ok(raw) => return complete.then_some(raw),
             Err(err) => err,
         };
         let message = err.message().trim_end();
-        if dropped
-            .iter()
-            .any(|key| message == format!("missing field `{key}`"))
-        {
-            return None;
-        }
         let span = err.span().unwrap_or(0..0);
-        d.error(span.clone(), message);
-        // Every round takes one entry out of a finite document, so this loop ends.
+        if message.starts_with("missing field") {
+            complete = false;
+        }
+        let repeated = dropped
+            .iter()
+            .any(|key| message == format!("missing field `{key}`"));
+        if !repeated {
+            d.error(span.clone(), message);
+        }
+        // Every round takes something out of a finite document, so this loop ends.
         match remove_at(doc.get_mut(), &span) {
-            Some(Removed::Key) => {}
             Some(Removed::Value(key)) => dropped.push(key),
+            Some(Removed::Key | Removed::Table) => {}
             None => return None,
         }
     }
 }
 
-/// What [`remove_at`] took out: an entry whose key was at the span (an unknown key), or one
-/// whose value (or an item of it) was (a value of the wrong type).
+/// What [`remove_at`] took out: an entry whose key was at the span (an unknown key), one
+/// whose value (or a plain item of it) was (a value of the wrong type), or a table in an
+/// array of tables (one missing a required key).
 enum Removed {
     Key,
     Value(String),
+    Table,
 }
 
-/// Removes the entry of `table` (at any depth) whose key or value is at `span`.
+/// Removes what is at `span` in `table`, at any depth: an entry whose key or value is there,
+/// or a table of an array of tables.
 fn remove_at(table: &mut DeTable, span: &Range<usize>) -> Option<Removed> {
     let mut found = None;
     for (key, value) in table.iter_mut() {
         let name = key.get_ref().to_string();
         if key.span() == *span {
             found = Some((name, Removed::Key));
+        } else if let Some(inner) = remove_within(value.get_mut(), span) {
+            // Looked at first: an array of tables has the span of its first table.
+            return Some(inner);
         } else if value.span() == *span || contains_item_at(value.get_ref(), span) {
             found = Some((name.clone(), Removed::Value(name)));
-        } else if let Some(inner) = remove_within(value.get_mut(), span) {
-            return Some(inner);
         }
         if found.is_some() {
             break;
@@ -228,14 +237,25 @@ fn remove_at(table: &mut DeTable, span: &Range<usize>) -> Option<Removed> {
     Some(removed)
 }
 
-/// [`remove_at`] inside a table value, or inside the tables of an array.
+/// [`remove_at`] inside a table value, or inside an array of tables.
 fn remove_within(value: &mut DeValue, span: &Range<usize>) -> Option<Removed> {
     match value {
         DeValue::Table(table) => remove_at(table, span),
-        DeValue::Array(items) => items.iter_mut().find_map(|item| match item.get_mut() {
-            DeValue::Table(table) => remove_at(table, span),
-            _ => None,
-        }),
+        DeValue::Array(items) => {
+            if items.iter().any(|item| item.span() == *span) {
+                let kept: DeArray = items
+                    .iter()
+                    .filter(|item| item.span() != *span)
+                    .cloned()
+                    .collect();
+                *items = kept;
+                return Some(Removed::Table);
+            }
+            items.iter_mut().find_map(|item| match item.get_mut() {
+                DeValue::Table(table) => remove_at(table, span),
+                _ => None,
+            })
+        }
         _ => None,
     }
 }
@@ -243,9 +263,10 @@ fn remove_within(value: &mut DeValue, span: &Range<usize>) -> Option<Removed> {
 /// Is a plain (non-table) item of this array at `span`? (`grants = ["a", 5]`)
 fn contains_item_at(value: &DeValue, span: &Range<usize>) -> bool {
     match value {
-        DeValue::Array(items) => items
-            .iter()
-            .any(|item| item.span() == *span || contains_item_at(item.get_ref(), span)),
+        DeValue::Array(items) => items.iter().any(|item| {
+            let here = item.span() == *span && !item.get_ref().is_table();
+            here || contains_item_at(item.get_ref(), span)
+        }),
         _ => false,
     }
 }

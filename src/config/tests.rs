@@ -326,6 +326,38 @@ fn every_serde_level_problem_is_reported_once() {
     );
 }
 
+/// A table missing a required key (or with a mistyped one) is reported, and the key errors of
+/// the rest of the file still are; the value checks are skipped, as they would see a config
+/// without that table.
+#[test]
+fn key_errors_after_an_incomplete_table_are_still_reported() {
+    let second =
+        "\n[[routes]]\nname = \"b\"\npath = \"/b/*\"\nupstreams = [\"http://x\"]\nbogus = 1\n";
+    let src = format!("{BASE}{second}")
+        .replace("upstreams = [\"http://127.0.0.1:9000\"]", "upstreams = [5]")
+        .replacen("[[routes]]", "[[routes]]\nnope = 1", 1)
+        .replace(
+            "public_url = \"http://127.0.0.1:8080/\"",
+            "public_url = \"http://127.0.0.1:8080/\"\ntls.certt = \"x\"",
+        );
+    let errs = errors(&src);
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:5:1: missing field `cert`",
+            "gw.toml:5:5: unknown field `certt`, expected `cert` or `key`",
+            "gw.toml:18:1: unknown field `nope`, expected one of `name`, `path`, `host`, \
+             `upstreams`, `auth`, `strip_prefix`, `timeout`, `forward_authorization`, \
+             `upstream_ca`, `credential`",
+            "gw.toml:21:14: invalid type: integer `5`, expected a string",
+            "gw.toml:27:1: unknown field `bogus`, expected one of `name`, `path`, `host`, \
+             `upstreams`, `auth`, `strip_prefix`, `timeout`, `forward_authorization`, \
+             `upstream_ca`, `credential`",
+        ],
+        "{errs:#?}"
+    );
+}
+
 /// A required key with a value of the wrong type is reported once, not again as missing.
 #[test]
 fn a_mistyped_required_key_is_not_also_missing() {
