@@ -432,3 +432,43 @@ async fn rotation_survives_a_restart_of_both_nodes() {
 async fn admin_for(node: &common::Gateway, admin: &Admin) -> Admin {
     Admin::new(&node.admin_url(), &admin.token)
 }
+
+/// `tollgate credentials list | refresh | disconnect` over the admin API: the table names the
+/// credential and never a token; refresh makes one token request (and fails with exit 1
+/// naming the credential when the provider refuses); disconnect forgets the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_refreshes_and_disconnects_credentials() {
+    let provider = Provider::start().await;
+    let (fx, admin) = start(Store::memory(), &provider, CLIENT_CREDENTIALS).await;
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--admin-url", &admin.base, "--token", &admin.token];
+        all.extend_from_slice(args);
+        let all: Vec<String> = all.iter().map(|s| (*s).to_owned()).collect();
+        async move { common::tollgate(&all, &[]).await }
+    };
+    let run = cli(&["credentials", "refresh", "crm"]).await;
+    run.ok();
+    assert!(run.stdout.contains("credential crm: ok"), "{run}");
+    assert_eq!(provider.token_request_count(), 1);
+    let run = cli(&["credentials", "list"]).await;
+    run.ok();
+    assert!(
+        run.stdout.contains("crm") && run.stdout.contains("client_credentials"),
+        "{run}"
+    );
+    for token in provider.access_tokens() {
+        assert!(!run.stdout.contains(&token), "the table shows a token");
+    }
+    let json = cli(&["--json", "credentials", "list"]).await;
+    assert_eq!(json.ok().json()["credentials"][0]["status"], "ok");
+    let run = cli(&["credentials", "disconnect", "crm"]).await;
+    run.ok();
+    assert_eq!(credential(&admin).await["expires_at"], Value::Null);
+
+    provider.set_mode(Mode::OAuthError("invalid_client"));
+    cli(&["credentials", "refresh", "crm"])
+        .await
+        .failed("credential crm: provider answered invalid_client");
+    cli(&["credentials", "refresh", "nope"]).await.failed("404");
+    drop(fx);
+}
