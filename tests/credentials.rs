@@ -97,6 +97,21 @@ async fn the_upstream_gets_the_credentials_token_never_the_callers(store: Store)
     assert_eq!(first.param("audience"), Some("https://api.crm.example"));
     assert!(!first.json, "form by default");
 
+    let metrics = common::metrics(&fx.gw.admin_url()).await;
+    let ok = [("credential", "crm"), ("outcome", "ok")];
+    assert_eq!(
+        metrics.sum("tollgate_credential_token_requests_total", &ok),
+        1.0
+    );
+    let expiry = metrics.sum(
+        "tollgate_credential_token_expiry_seconds",
+        &[("credential", "crm")],
+    );
+    assert!(
+        (expiry - (common::unix_now() + 3600) as f64).abs() < 10.0,
+        "expiry {expiry}"
+    );
+
     // A route without the credential still forwards to its own upstream, unchanged.
     assert_eq!(fx.get("/abc/plain", Some(&caller)).await.status, 200);
     assert!(

@@ -184,3 +184,41 @@ async fn per_user_credentials_are_connected_by_each_user() {
     assert_eq!(resp.status, 204, "{resp}");
     assert_eq!(fx.get("/abc/crm/x", Some(&alice)).await.status, 403);
 }
+
+/// A user removed from `gateway.toml` by a reload loses their upstream tokens: back in the
+/// file, they must connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_user_loses_their_upstream_tokens() {
+    let provider = Provider::start().await;
+    let fx = Fixture::start_with(Store::memory(), |c| {
+        with_code_credential(c, &provider, true)
+    })
+    .await;
+    let admin = Admin::new(&fx.gw.admin_url(), &admin_token(&fx).await);
+    let mut browser = Agent::new(&fx.gw.base_url());
+    let login = browser
+        .get(&format!("{}/oauth/connect/crm", fx.gw.base_url()))
+        .await;
+    let resp = browser.login(&login, "alice", &fx.creds.password).await;
+    let to_provider = browser.follow(&resp).await;
+    let callback = consent_at_provider(&mut browser, &provider, location(&to_provider)).await;
+    assert_connected_page(&browser.get(&callback).await);
+    let alice = access_token(&fx.password_token_for("photoprint", "reports").await);
+    assert_eq!(fx.get("/abc/crm/x", Some(&alice)).await.status, 200);
+
+    let path = fx.gw.config_path();
+    let original = std::fs::read_to_string(&path).expect("config");
+    let without = original.replace("username = \"alice\"", "username = \"alice-gone\"");
+    for text in [without, original] {
+        std::fs::write(&path, text).expect("write config");
+        let resp = admin.post("/admin/reload", &json!({})).await;
+        assert_eq!(resp.status, 200, "{resp}");
+    }
+    let alice = access_token(&fx.password_token_for("photoprint", "reports").await);
+    let resp = fx.get("/abc/crm/x", Some(&alice)).await;
+    assert_eq!(
+        resp.status, 403,
+        "alice's upstream tokens survived her removal: {resp}"
+    );
+    assert_eq!(resp.json()["error"], "credential_not_connected");
+}
