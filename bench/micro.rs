@@ -1,6 +1,7 @@
 //! Micro-benchmarks (divan) for the per-request work that is not I/O: path matching against
-//! 10 / 1,000 / 100,000 patterns, path normalisation, token hashing, and a cached token
-//! validation. `bench/run` runs them and copies the medians into `bench/RESULTS.md`.
+//! 10 / 1,000 / 100,000 patterns, path normalisation, token hashing, a cached token
+//! validation, and attaching an outbound credential's token. `bench/run` runs them and
+//! copies the medians into `bench/RESULTS.md`.
 //!
 //! ```sh
 //! cargo bench --bench micro              # everything
@@ -338,5 +339,56 @@ fn bearer_check_cached(bencher: Bencher) {
         !entry.revoked
             && !entry.token.is_expired(now_millis())
             && rules.allows(&entry.token.scopes, &method, black_box("/api0/v1/items/42"))
+    });
+}
+
+/// `Outbound::header` for a credential whose token is in hand: what attaching an upstream
+/// token costs a proxied request (SPEC §8). The token comes once from a throwaway token
+/// endpoint on loopback; the measured call never leaves memory.
+#[divan::bench(sample_size = SAMPLE_SIZE)]
+fn credential_header(bencher: Bencher) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outbound = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"access_token":"bench-upstream-token","token_type":"Bearer","expires_in":3600}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+            }
+        });
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\
+             [[credentials]]\nname = \"crm\"\ntoken_url = \"http://127.0.0.1:{port}/token\"\n\
+             grant = \"client_credentials\"\nclient_id = \"bench\"\nclient_secret = \"s\"\n"
+        );
+        let config = tollgate::config::Config::from_str_with_env(
+            std::path::Path::new("bench.toml"),
+            &toml,
+            &|_| None,
+        )
+        .expect("config");
+        let store = TokenStore::open(&config.store).expect("memory store");
+        let outbound = tollgate::outbound::Outbound::new(&config, store);
+        outbound.header("crm", None).await.expect("first token");
+        outbound
+    });
+    bencher.bench_local(|| {
+        outbound
+            .header(black_box("crm"), None)
+            .now_or_never()
+            .and_then(Result::ok)
     });
 }
