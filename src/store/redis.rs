@@ -1,11 +1,12 @@
 //! The shared store: Redis, reached through a reconnecting multiplexed connection.
 //!
-//! Layout (every key under the configured prefix `P`; each command touches one key, so the
-//! layout works unchanged on Redis Cluster):
+//! Layout (every key under the configured prefix `P`; each plain command touches one key):
 //! - `Pat:<sha256 hex>`  hash {r: access-token JSON, x: revoked-at}, expires with the token
 //!   (+ retention)
-//! - `Prt:<sha256 hex>`  hash {r: refresh-token JSON, retired: at, x: revoked-at}, likewise
-//! - `Pg:<grant id>`     set of `a:<hex>` / `r:<hex>` members, for revoking a grant whole
+//! - `Prt:<sha256 hex>`  hash {r: refresh-token JSON, retired: at, s: sealed successor,
+//!   x: revoked-at}, likewise
+//! - `Pg:<grant id>`     set of `a:<hex>` / `r:<hex>` members, for revoking a grant whole, and
+//!   the member `x` once the grant is revoked (a later rotation then fails)
 //! - `Preq:<id>`, `Psess:<sha256 hex>`, `Pcode:<sha256 hex>`  hash {r: JSON, used: at} with
 //!   their own expiry: pending authorization requests, login sessions, authorization codes
 //! - `Pci:<client id>`, `Pui:<username>`  sorted sets of access-token hashes scored by when
@@ -14,6 +15,12 @@
 //!   the admin API
 //! - channel `Prevoked`  space-separated access-token hashes just revoked; every node drops
 //!   them from its cache on receipt.
+//!
+//! The rotation script ([`ROTATE`]) touches the old and new token keys, the grant set, the
+//! indexes and the grant's members: keys of different Redis Cluster slots. A hash tag per
+//! grant cannot fix that cheaply, because an access token is looked up by its hash alone
+//! (its key cannot name the grant without the token carrying it), so moving to Cluster
+//! needs a key-layout change that existing records would not survive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +31,7 @@ use redis::{AsyncCommands, Script};
 
 use super::cache::TokenCache;
 use super::records::{CodeUse, RecordKind, ttl_millis};
-use super::{Retire, StoreError, keep_until};
+use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, keep_until};
 use crate::config::Client;
 use crate::token::{AccessEntry, AccessToken, RefreshEntry, RefreshToken, TokenHash, now_millis};
 
@@ -42,10 +49,72 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1";
 
-/// -1 = no such refresh token; 1 = this call retired it; 0 = it was retired before.
-const RETIRE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HSETNX', KEYS[1], 'retired', ARGV[1])";
+/// One refresh-token rotation, all or nothing (see `TokenStore::rotate_refresh`).
+/// Returns 1 = rotated, 0 = retired before, -1 = missing or expired, -2 = it or its grant
+/// was revoked. Every check comes before the first write, and the old token is retired by
+/// the last essential write: Redis does not roll a script back, so if a write fails (out of
+/// memory, say) the old token stays live and the client's retry is an ordinary refresh.
+///
+/// KEYS: 1 old refresh, 2 grant, 3 new access, 4 new refresh (or the old one again when
+/// none is issued), 5.. the admin indexes.
+/// ARGV: 1 now, 2 prefix, 3 grace ms, 4 retention ms, 5 access JSON, 6 access expiry or '',
+/// 7 access hex, 8 refresh JSON or '', 9 refresh expiry or '', 10 refresh hex,
+/// 11 successor or '', 12 index score, 13 grant expiry or '' (never).
+const ROTATE: &str = r"
+local now = tonumber(ARGV[1])
+local old = redis.call('HMGET', KEYS[1], 'r', 'retired', 'x')
+if not old[1] then return -1 end
+if old[3] or redis.call('SISMEMBER', KEYS[2], 'x') == 1 then return -2 end
+if old[2] then return 0 end
+local expires = cjson.decode(old[1]).expires_at
+if type(expires) == 'number' and expires <= now then return -1 end
+
+redis.call('HSET', KEYS[3], 'r', ARGV[5])
+if ARGV[6] ~= '' then redis.call('PEXPIREAT', KEYS[3], ARGV[6]) end
+redis.call('SADD', KEYS[2], 'a:' .. ARGV[7])
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[4], 'r', ARGV[8])
+  if ARGV[9] ~= '' then redis.call('PEXPIREAT', KEYS[4], ARGV[9]) end
+  redis.call('SADD', KEYS[2], 'r:' .. ARGV[10])
+end
+for i = 5, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[12], ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[1])
+end
+-- The grant set lives as long as its longest-lived member: extend, never shorten.
+local ttl = redis.call('PTTL', KEYS[2])
+if ARGV[13] == '' then
+  redis.call('PERSIST', KEYS[2])
+elseif ttl ~= -1 then
+  redis.call('PEXPIREAT', KEYS[2], math.max(tonumber(ARGV[13]), now + math.max(ttl, 0)))
+end
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 's', ARGV[11]) end
+redis.call('HSET', KEYS[1], 'retired', ARGV[1])
+
+-- Prune members revoking the grant no longer needs to reach: gone, expired (a record in its
+-- retention hour has less than that left to live), or retired past the grace window.
+local retention = tonumber(ARGV[4])
+local retired_before = now - tonumber(ARGV[3])
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local kind = string.sub(m, 1, 2)
+  if kind == 'a:' or kind == 'r:' then
+    local key = ARGV[2] .. (kind == 'a:' and 'at:' or 'rt:') .. string.sub(m, 3)
+    local left = redis.call('PTTL', key)
+    local drop = left == -2 or (left >= 0 and left < retention)
+    if not drop and kind == 'r:' then
+      local at = redis.call('HGET', key, 'retired')
+      drop = at and tonumber(at) <= retired_before
+    end
+    if drop then redis.call('SREM', KEYS[2], m) end
+  end
+end
+return 1";
+
+/// Marks a grant revoked (member `x`), if it still exists; 1 if it did.
+const MARK_GRANT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[1], 'x')
+return 1";
 
 /// -1 = no such code; 1 = this call used it; 0 = it was used before.
 const USE_ONCE: &str = r"
@@ -57,7 +126,8 @@ pub struct RedisStore {
     prefix: String,
     channel: String,
     set_if_exists: Script,
-    retire: Script,
+    rotate: Script,
+    mark_grant: Script,
     use_once: Script,
     subscriber: Option<tokio::task::JoinHandle<()>>,
 }
@@ -68,6 +138,11 @@ impl Drop for RedisStore {
             task.abort();
         }
     }
+}
+
+/// An access token's score in the admin indexes: when its record expires (+inf = never).
+fn index_score(access: &AccessToken) -> String {
+    keep_until(access.expires_at).map_or_else(|| "+inf".to_owned(), |t| t.to_string())
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -96,7 +171,8 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             channel,
             set_if_exists: Script::new(SET_IF_EXISTS),
-            retire: Script::new(RETIRE),
+            rotate: Script::new(ROTATE),
+            mark_grant: Script::new(MARK_GRANT),
             use_once: Script::new(USE_ONCE),
             subscriber,
         })
@@ -147,14 +223,9 @@ impl RedisStore {
             pipe.cmd("PEXPIREAT").arg(&key).arg(until).ignore();
         }
         // Indexes for the admin listing; expired members are pruned on every write.
-        let score =
-            keep_until(access.expires_at).map_or_else(|| "+inf".to_owned(), |t| t.to_string());
+        let score = index_score(access);
         let now = now_millis();
-        let mut index_keys = vec![format!("{}ci:{}", self.prefix, access.client_id)];
-        if let Some(user) = &access.username {
-            index_keys.push(format!("{}ui:{}", self.prefix, user));
-        }
-        for index in &index_keys {
+        for index in &self.index_keys(access) {
             pipe.cmd("ZADD")
                 .arg(index)
                 .arg(&score)
@@ -216,20 +287,63 @@ impl RedisStore {
         }))
     }
 
-    pub async fn retire_refresh(&self, hash: &TokenHash) -> Result<Retire, StoreError> {
-        let mut conn = self.conn.clone();
-        let outcome: i64 = self
-            .retire
-            .key(self.refresh_key(hash))
+    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<Rotate, StoreError> {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
+        let access = r.access;
+        let mut script = self.rotate.prepare_invoke();
+        script
+            .key(self.refresh_key(r.old))
+            .key(self.grant_key(&access.grant_id))
+            .key(self.access_key(r.access_hash))
+            .key(self.refresh_key(r.refresh.map_or(r.old, |(h, _)| h)));
+        for index in self.index_keys(access) {
+            script.key(index);
+        }
+        let (refresh_json, refresh_until, refresh_hex) = match r.refresh {
+            Some((hash, token)) => (
+                serde_json::to_string(token).map_err(corrupt)?,
+                until(token.expires_at),
+                hash.to_hex(),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let grant_until = match (keep_until(access.expires_at), r.refresh) {
+            (Some(a), Some((_, t))) => keep_until(t.expires_at).map(|b| a.max(b)),
+            (a, None) => a,
+            (None, Some(_)) => None,
+        };
+        script
             .arg(now_millis())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(&self.prefix)
+            .arg(r.grace.as_millis() as u64)
+            .arg(EXPIRED_RETENTION.as_millis() as u64)
+            .arg(serde_json::to_string(access).map_err(corrupt)?)
+            .arg(until(access.expires_at))
+            .arg(r.access_hash.to_hex())
+            .arg(refresh_json)
+            .arg(refresh_until)
+            .arg(refresh_hex)
+            .arg(r.successor.unwrap_or(""))
+            .arg(index_score(access))
+            .arg(grant_until.map_or_else(String::new, |t| t.to_string()));
+        let mut conn = self.conn.clone();
+        let outcome: i64 = script.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(match outcome {
-            1 => Retire::Retired,
-            0 => Retire::AlreadyRetired,
-            _ => Retire::Missing,
+            1 => Rotate::Rotated,
+            0 => Rotate::AlreadyRetired,
+            -2 => Rotate::Revoked,
+            _ => Rotate::Missing,
         })
+    }
+
+    /// The admin listing's index keys an access token belongs in.
+    fn index_keys(&self, access: &AccessToken) -> Vec<String> {
+        let mut keys = vec![format!("{}ci:{}", self.prefix, access.client_id)];
+        if let Some(user) = &access.username {
+            keys.push(format!("{}ui:{}", self.prefix, user));
+        }
+        keys
     }
 
     pub async fn revoke_access(&self, hash: &TokenHash) -> Result<bool, StoreError> {
@@ -240,13 +354,18 @@ impl RedisStore {
         Ok(found)
     }
 
-    /// Revokes every member of the grant; returns the access-token hashes it revoked.
+    /// Revokes every member of the grant; returns the access-token hashes it revoked. The
+    /// grant is marked first and its members read after: a rotation that ran before the mark
+    /// has its tokens among the members, one that runs after it fails.
     pub async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<TokenHash>, StoreError> {
         let mut conn = self.conn.clone();
-        let members: Vec<String> = conn
-            .smembers(self.grant_key(grant_id))
+        let grant = self.grant_key(grant_id);
+        self.mark_grant
+            .key(&grant)
+            .invoke_async::<i64>(&mut conn)
             .await
             .map_err(unavailable)?;
+        let members: Vec<String> = conn.smembers(&grant).await.map_err(unavailable)?;
         let mut revoked = Vec::new();
         for member in members {
             let (kind, hex) = member.split_at(member.find(':').map_or(0, |i| i + 1));
@@ -263,22 +382,6 @@ impl RedisStore {
         }
         self.publish(&revoked).await?;
         Ok(revoked)
-    }
-
-    pub async fn set_refresh_successor(
-        &self,
-        hash: &TokenHash,
-        sealed: &str,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.set_if_exists
-            .key(self.refresh_key(hash))
-            .arg("s")
-            .arg(sealed)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(unavailable)
     }
 
     fn record_key(&self, kind: RecordKind, key: &str) -> String {
