@@ -141,21 +141,33 @@ async fn concurrent_rotations_have_one_winner(store: Store) {
 /// before the revocation read the grant stores its new tokens after it.)
 async fn rotations_racing_a_revocation_leave_nothing_live(store: Store) {
     let ts = Arc::new(open(&store));
-    for round in 0..40 {
+    for round in 0..20 {
         let grant = format!("race-{round}");
-        let old = new_grant(&ts, &grant).await;
-        let mut tasks = Vec::new();
-        for i in 0..4 {
-            let (ts, grant) = (Arc::clone(&ts), grant.clone());
-            tasks.push(tokio::spawn(async move {
-                let expires = Some(now_millis() + 600_000);
-                rotate(&ts, &grant, old, &format!("{grant}-{i}"), expires).await
-            }));
+        // Many members make the revocation's marking take a while, so the refreshes, started
+        // a little after it, land before, during and after its read of the grant.
+        for i in 0..100 {
+            let expires = Some(now_millis() + 600_000);
+            let hash = TokenHash::of(&format!("{grant}-pad-{i}"));
+            ts.issue(&hash, &access(&grant, expires), None)
+                .await
+                .expect("issue");
         }
+        let old = new_grant(&ts, &grant).await;
         let revoke = {
             let (ts, grant) = (Arc::clone(&ts), grant.clone());
             tokio::spawn(async move { ts.revoke_grant(&grant).await.expect("revoke") })
         };
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (ts, grant) = (Arc::clone(&ts), grant.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..(round * 3 + i) {
+                    tokio::task::yield_now().await;
+                }
+                let expires = Some(now_millis() + 600_000);
+                rotate(&ts, &grant, old, &format!("{grant}-{i}"), expires).await
+            }));
+        }
         let mut outcomes = Vec::new();
         for task in tasks {
             outcomes.push(task.await.expect("task"));

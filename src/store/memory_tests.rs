@@ -62,6 +62,16 @@ fn rotation_races_with_revocation_leave_nothing_live() {
     for round in 0..100 {
         let store = MemoryStore::new();
         let first = TokenHash::of("first");
+        // Many members make the revocation's marking take a while, so the rotations (spread
+        // out a little) land before, during and after its read of the grant. The refresh
+        // token is the last member: marked last, it leaves the widest window.
+        for i in 0..500 {
+            store.issue(
+                &TokenHash::of(&format!("pad-{i}")),
+                &access("g", None),
+                None,
+            );
+        }
         store.issue(
             &TokenHash::of("a0"),
             &access("g", None),
@@ -74,6 +84,9 @@ fn rotation_races_with_revocation_leave_nothing_live() {
                     let (store, barrier, first) = (&store, &barrier, &first);
                     s.spawn(move || {
                         barrier.wait();
+                        for _ in 0..(round * 50 + i * 200) {
+                            std::hint::spin_loop();
+                        }
                         rotate(store, first, &format!("{round}-{i}"), None, Duration::ZERO)
                     })
                 })
