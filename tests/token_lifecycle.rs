@@ -122,7 +122,8 @@ async fn a_refresh_that_fails_part_way_keeps_the_grant() {
     assert_eq!(fx.get("/abc/x", Some(&a1)).await.status, 200);
 
     let p = fx.store.prefix.clone();
-    let writable = ["rt:", "g:", "ci:", "ui:"].map(|k| format!("%W~{p}{k}*"));
+    // Read anything, read and write (one pattern must grant both) all but access tokens.
+    let writable = ["rt:", "g:", "ci:", "ui:"].map(|k| format!("~{p}{k}*"));
     let mut deny = vec!["SETUSER", "default", "resetkeys", "%R~*"];
     deny.extend(writable.iter().map(String::as_str));
     acl(&fx, &deny).await;
