@@ -426,7 +426,7 @@ mod tests {
         cache.set_live(true);
         for i in 0..10 {
             let hash = TokenHash::of(&format!("slow{i}"));
-            let lookup = cache.get_or_fetch(hash, || std::future::pending());
+            let lookup = cache.get_or_fetch(hash, std::future::pending);
             let cancelled = tokio::time::timeout(Duration::from_millis(5), lookup).await;
             assert!(cancelled.is_err(), "the lookup cannot finish");
         }
@@ -446,7 +446,7 @@ mod tests {
         let hash = TokenHash::of("t");
         let leader = {
             let cache = Arc::clone(&cache);
-            tokio::spawn(async move { cache.get_or_fetch(hash, || std::future::pending()).await })
+            tokio::spawn(async move { cache.get_or_fetch(hash, std::future::pending).await })
         };
         while cache.inflight.is_empty() {
             tokio::task::yield_now().await;

@@ -324,6 +324,19 @@ impl TokenStore {
         }
     }
 
+    /// Whether this node can serve from the store: it answers, and (Redis with a local
+    /// cache) the revocation subscription is established, without which a node could miss
+    /// revocations once it caches. `Err` says what is missing, for `/readyz`.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| e.to_string())?;
+        match &self.cache {
+            Some(cache) if !cache.stats().live => {
+                Err("revocation subscription not established".to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// This node's metrics (the store records its own; the gateway shares the same set).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

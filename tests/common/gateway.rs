@@ -1,5 +1,7 @@
 //! Runs `tollgate run --config <tmp>/gateway.toml --log-format json` as a child process,
-//! waits for its two `listening` log lines, and keeps every line it prints.
+//! learns its addresses from its two `listening` log lines, waits for `/readyz` to say 200
+//! (the ports open before the store and the revocation subscription are up), and keeps every
+//! line it prints.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -13,7 +15,7 @@ use serde_json::Value;
 
 use super::{TempDir, poll, tollgate_bin};
 
-/// How long a gateway may take to bind both listeners.
+/// How long a gateway may take to bind both listeners, and then to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 
 /// A running gateway; killed on drop.
@@ -28,9 +30,18 @@ pub struct Gateway {
 
 impl Gateway {
     /// Writes `config` to a fresh temp dir and starts the gateway on it with `env` added to
-    /// its environment (`RUST_LOG` defaults to `info`). Panics with the captured logs if it
-    /// exits or does not report both listeners within 10 s.
+    /// its environment (`RUST_LOG` defaults to `info`), then waits for `/readyz` 200. Panics
+    /// with the captured logs if it exits, does not report both listeners within 10 s, or is
+    /// not ready 10 s after that.
     pub async fn start(config: &str, env: &[(String, String)]) -> Gateway {
+        let mut gw = Gateway::start_unready(config, env).await;
+        gw.wait_ready(READY_WITHIN).await;
+        gw
+    }
+
+    /// Like [`Gateway::start`] but returns once both listeners are open, ready or not: for
+    /// tests that start a node while its store is down on purpose.
+    pub async fn start_unready(config: &str, env: &[(String, String)]) -> Gateway {
         let dir = TempDir::new("gateway");
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
@@ -101,6 +112,37 @@ impl Gateway {
             admin,
             _dir: dir,
         }
+    }
+
+    /// Polls `/readyz` until it says 200; panics (with the logs) if the process exits or
+    /// `within` passes first.
+    pub async fn wait_ready(&mut self, within: Duration) {
+        let (admin, child) = (self.admin, &mut self.child);
+        let outcome = poll(within, || {
+            let exited = child.try_wait().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(format!(
+                        "tollgate exited before it was ready ({status})"
+                    )));
+                }
+                (readyz_status(admin).await == Some(200)).then_some(Ok(()))
+            }
+        })
+        .await;
+        match outcome {
+            Some(Ok(())) => {}
+            Some(Err(why)) => panic!("{why}"),
+            None => panic!(
+                "/readyz not 200 within {within:?} (last answer: {:?})",
+                readyz_status(admin).await
+            ),
+        }
+    }
+
+    /// The status `/readyz` answers now; `None` if the admin listener does not answer.
+    pub async fn readyz(&self) -> Option<u16> {
+        readyz_status(self.admin).await
     }
 
     /// `http://127.0.0.1:PORT` of the public listener.
@@ -211,6 +253,30 @@ impl Drop for Gateway {
             eprintln!("--- last gateway log lines ---\n{}", tail.join("\n"));
         }
     }
+}
+
+/// `GET /readyz` over a plain socket (no client that panics on a refused connection):
+/// the status code, or `None` if there is no answer within a second.
+async fn readyz_status(admin: SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+        let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        stream.write_all(request).await.ok()?;
+        let mut head = Vec::new();
+        stream.read_to_end(&mut head).await.ok()?;
+        let line = head.split(|b| *b == b'\n').next()?;
+        std::str::from_utf8(line)
+            .ok()?
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Copies `pipe` line by line into `logs` from a background thread.
