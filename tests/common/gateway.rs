@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{TempDir, poll, tollgate_bin};
+use super::{Resp, TempDir, get_with_token, metrics, parse_challenge, poll, tollgate_bin};
 
 /// How long a gateway may take to bind both listeners, and then to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -145,6 +145,27 @@ impl Gateway {
         readyz_status(self.admin).await
     }
 
+    /// Presents `token` on `path` of this node until one request is answered from the
+    /// node's cache (its `tollgate_cache_hits_total` grows while the answers stay 200), so a
+    /// test of revocation reaching this node knows the node held the token. Panics if that
+    /// does not happen within 2 s. Nothing else may use the node meanwhile.
+    pub async fn assert_cached(&self, path: &str, token: &str) {
+        let url = format!("{}{path}", self.base_url());
+        let admin = self.admin_url();
+        let hits = || async { metrics(&admin).await.sum("tollgate_cache_hits_total", &[]) };
+        let cached = poll(Duration::from_secs(2), || async {
+            let before = hits().await;
+            let resp = get_with_token(&url, Some(token)).await;
+            assert_eq!(resp.status, 200, "{url} before the revocation: {resp}");
+            (hits().await > before).then_some(())
+        })
+        .await;
+        assert!(
+            cached.is_some(),
+            "{url} never served the token from its cache"
+        );
+    }
+
     /// `http://127.0.0.1:PORT` of the public listener.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.public)
@@ -253,6 +274,28 @@ impl Drop for Gateway {
             eprintln!("--- last gateway log lines ---\n{}", tail.join("\n"));
         }
     }
+}
+
+/// A protected route's answer to a token it refuses (SPEC §4, README's table): 401
+/// `invalid_token` with `description` ("unknown token", "token revoked", "token expired")
+/// in both the body and the `WWW-Authenticate` challenge.
+pub fn assert_invalid_token(resp: &Resp, description: &str) {
+    assert_eq!(resp.status, 401, "expected 401 {description:?}: {resp}");
+    let body = resp.json();
+    assert_eq!(body["error"], "invalid_token", "{resp}");
+    assert_eq!(body["error_description"], description, "{resp}");
+    let challenge = resp.header("www-authenticate").unwrap_or_default();
+    let (scheme, params) = parse_challenge(challenge);
+    assert_eq!(scheme, "Bearer", "{resp}");
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("invalid_token")
+    );
+    assert_eq!(
+        params.get("error_description").map(String::as_str),
+        Some(description),
+        "challenge in {resp}"
+    );
 }
 
 /// `GET /readyz` over a plain socket (no client that panics on a refused connection):

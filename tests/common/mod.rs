@@ -36,7 +36,7 @@ pub use admin::{
 };
 pub use client::{Resp, basic_auth, get, post_form, raw, raw_get, send};
 pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
-pub use gateway::Gateway;
+pub use gateway::{Gateway, assert_invalid_token};
 pub use html::{Element, Form, assert_html_page, html_unescape};
 pub use oauth::{
     Agent, CookieJar, Pkce, add_auth_clients, authorize_query, code_params, cookie_attributes,
