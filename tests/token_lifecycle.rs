@@ -148,6 +148,29 @@ async fn a_refresh_that_fails_part_way_keeps_the_grant() {
     assert_eq!(next.status, 200, "the new refresh token: {next}");
 }
 
+/// A refresh sent while Redis is down gets 503; sent again once Redis is back, it is an
+/// ordinary refresh and the grant lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_during_an_outage_can_be_retried() {
+    let mut fx = Fixture::start(Store::redis().await).await;
+    let grant = fx.password_token_for("photoprint", "reports").await;
+    let (a1, r1) = (access_token(&grant), refresh_token(&grant));
+    fx.store.redis_mut().stop();
+    let failed = refresh(&fx, "photoprint", &r1, None).await;
+    assert_error(&failed, 503, "temporarily_unavailable");
+    fx.store.redis_mut().restart().await;
+    fx.gw.wait_ready(Duration::from_secs(10)).await;
+    let retry = refresh(&fx, "photoprint", &r1, None).await;
+    assert_eq!(retry.status, 200, "the retry after the outage: {retry}");
+    assert_eq!(
+        fx.get("/abc/x", Some(&a1)).await.status,
+        200,
+        "grant revoked"
+    );
+    let a2 = access_token(&retry.json());
+    assert_eq!(fx.get("/abc/x", Some(&a2)).await.status, 200);
+}
+
 /// Runs `ACL args…` on the fixture's Redis.
 async fn acl(fx: &Fixture, args: &[&str]) {
     let url = fx.store.redis.as_ref().expect("redis store").url();
