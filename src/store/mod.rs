@@ -10,6 +10,8 @@ mod cache;
 mod memory;
 mod records;
 mod redis;
+mod scripts;
+mod subscription;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

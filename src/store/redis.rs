@@ -16,9 +16,9 @@
 //! - channel `Prevoked`  space-separated access-token hashes just revoked; every node drops
 //!   them from its cache on receipt.
 //!
-//! The rotation script ([`ROTATE`]) touches the old and new token keys, the grant set, the
-//! indexes and the grant's members: keys of different Redis Cluster slots. A hash tag per
-//! grant cannot fix that cheaply, because an access token is looked up by its hash alone
+//! The rotation script (`scripts::ROTATE`) touches the old and new token keys, the grant
+//! set, the indexes and the grant's members: keys of different Redis Cluster slots. A hash
+//! tag per grant cannot fix that cheaply, because an access token is looked up by its hash alone
 //! (its key cannot name the grant without the token carrying it), so moving to Cluster
 //! needs a key-layout change that existing records would not survive.
 
@@ -31,95 +31,16 @@ use redis::{AsyncCommands, Script};
 
 use super::cache::TokenCache;
 use super::records::{CodeUse, RecordKind, ttl_millis};
+use super::scripts::{MARK_GRANT, ROTATE, SET_IF_EXISTS, USE_ONCE};
+use super::subscription;
 use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, keep_until};
 use crate::config::Client;
 use crate::token::{AccessEntry, AccessToken, RefreshEntry, RefreshToken, TokenHash, now_millis};
 
 /// A command that takes longer than this counts as "store unreachable" (503), rather than
 /// holding the request until the client gives up.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// How often the subscription connection is pinged to notice a silent network loss.
-const SUBSCRIPTION_PING: Duration = Duration::from_millis(500);
-
-/// Sets a field only on a record that still exists, so revoking never resurrects an expired
-/// key as a TTL-less stub.
-const SET_IF_EXISTS: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1";
-
-/// One refresh-token rotation, all or nothing (see `TokenStore::rotate_refresh`).
-/// Returns 1 = rotated, 0 = retired before, -1 = missing or expired, -2 = it or its grant
-/// was revoked. Every check comes before the first write, and the old token is retired by
-/// the last essential write: Redis does not roll a script back, so if a write fails (out of
-/// memory, say) the old token stays live and the client's retry is an ordinary refresh.
-///
-/// KEYS: 1 old refresh, 2 grant, 3 new access, 4 new refresh (or the old one again when
-/// none is issued), 5.. the admin indexes.
-/// ARGV: 1 now, 2 prefix, 3 grace ms, 4 retention ms, 5 access JSON, 6 access expiry or '',
-/// 7 access hex, 8 refresh JSON or '', 9 refresh expiry or '', 10 refresh hex,
-/// 11 successor or '', 12 index score, 13 grant expiry or '' (never).
-const ROTATE: &str = r"
-local now = tonumber(ARGV[1])
-local old = redis.call('HMGET', KEYS[1], 'r', 'retired', 'x')
-if not old[1] then return -1 end
-if old[3] or redis.call('SISMEMBER', KEYS[2], 'x') == 1 then return -2 end
-if old[2] then return 0 end
-local expires = cjson.decode(old[1]).expires_at
-if type(expires) == 'number' and expires <= now then return -1 end
-
-redis.call('HSET', KEYS[3], 'r', ARGV[5])
-if ARGV[6] ~= '' then redis.call('PEXPIREAT', KEYS[3], ARGV[6]) end
-redis.call('SADD', KEYS[2], 'a:' .. ARGV[7])
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[4], 'r', ARGV[8])
-  if ARGV[9] ~= '' then redis.call('PEXPIREAT', KEYS[4], ARGV[9]) end
-  redis.call('SADD', KEYS[2], 'r:' .. ARGV[10])
-end
-for i = 5, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[12], ARGV[7])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[1])
-end
--- The grant set lives as long as its longest-lived member: extend, never shorten.
-local ttl = redis.call('PTTL', KEYS[2])
-if ARGV[13] == '' then
-  redis.call('PERSIST', KEYS[2])
-elseif ttl ~= -1 then
-  redis.call('PEXPIREAT', KEYS[2], math.max(tonumber(ARGV[13]), now + math.max(ttl, 0)))
-end
-if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 's', ARGV[11]) end
-redis.call('HSET', KEYS[1], 'retired', ARGV[1])
-
--- Prune members revoking the grant no longer needs to reach: gone, expired (a record in its
--- retention hour has less than that left to live), or retired past the grace window.
-local retention = tonumber(ARGV[4])
-local retired_before = now - tonumber(ARGV[3])
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local kind = string.sub(m, 1, 2)
-  if kind == 'a:' or kind == 'r:' then
-    local key = ARGV[2] .. (kind == 'a:' and 'at:' or 'rt:') .. string.sub(m, 3)
-    local left = redis.call('PTTL', key)
-    local drop = left == -2 or (left >= 0 and left < retention)
-    if not drop and kind == 'r:' then
-      local at = redis.call('HGET', key, 'retired')
-      drop = at and tonumber(at) <= retired_before
-    end
-    if drop then redis.call('SREM', KEYS[2], m) end
-  end
-end
-return 1";
-
-/// Marks a grant revoked (member `x`), if it still exists; 1 if it did.
-const MARK_GRANT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[1], 'x')
-return 1";
-
-/// -1 = no such code; 1 = this call used it; 0 = it was used before.
-const USE_ONCE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HSETNX', KEYS[1], 'used', ARGV[1])";
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -165,7 +86,8 @@ impl RedisStore {
         let conn =
             ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         let channel = format!("{prefix}revoked");
-        let subscriber = cache.map(|cache| tokio::spawn(subscribe(client, channel.clone(), cache)));
+        let subscriber = cache
+            .map(|cache| tokio::spawn(subscription::subscribe(client, channel.clone(), cache)));
         Ok(RedisStore {
             conn,
             prefix: prefix.to_owned(),
@@ -574,61 +496,5 @@ impl RedisStore {
         conn.publish::<_, _, ()>(&self.channel, message)
             .await
             .map_err(unavailable)
-    }
-}
-
-/// Keeps this node subscribed to revocations for as long as the store lives. The cache is
-/// trusted only while the subscription is up: when it drops, the cache is emptied and
-/// bypassed until a new subscription is confirmed, so no revocation can be missed.
-async fn subscribe(client: redis::Client, channel: String, cache: Arc<TokenCache>) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if let Err(e) = follow(&client, &channel, &cache).await {
-            tracing::warn!(error = %e, "revocation subscription lost; local token cache disabled until it is back");
-        }
-        cache.set_live(false);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-}
-
-async fn follow(
-    client: &redis::Client,
-    channel: &str,
-    cache: &TokenCache,
-) -> Result<(), redis::RedisError> {
-    let connect = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub());
-    let mut pubsub = connect.await.map_err(|_| {
-        redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-    })??;
-    pubsub.subscribe(channel).await?;
-    let (mut sink, mut messages) = pubsub.split();
-    cache.set_live(true);
-    tracing::info!(
-        channel,
-        "subscribed to revocations; local token cache enabled"
-    );
-    let mut ping = tokio::time::interval(SUBSCRIPTION_PING);
-    loop {
-        tokio::select! {
-            msg = messages.next() => {
-                let Some(msg) = msg else {
-                    return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
-                };
-                cache.note_message();
-                for hex in String::from_utf8_lossy(msg.get_payload_bytes()).split(' ') {
-                    if let Some(hash) = TokenHash::from_hex(hex) {
-                        cache.invalidate(&hash);
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                match tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-                }
-            }
-        }
     }
 }
