@@ -104,6 +104,7 @@ pub async fn run(
         }
     }
     let watcher = tokio::spawn(watch_file(Arc::clone(&gateway)));
+    let readiness = tokio::spawn(announce_ready(gateway.store().clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -115,6 +116,7 @@ pub async fn run(
         }
     }
     watcher.abort();
+    readiness.abort();
     tracing::info!(grace = ?grace, "shutting down: no new connections, draining requests in flight");
     let _ = stop_tx.send(true);
     let _ = tokio::task::spawn_blocking(move || {
@@ -209,6 +211,30 @@ async fn watch_file(gateway: Arc<Gateway>) {
         last = settled;
         tracing::info!(file = %path.display(), "config file changed; reloading");
         let _ = gateway.reload_from_disk().await;
+    }
+}
+
+/// How often readiness is checked until it is first reached.
+const READY_POLL: Duration = Duration::from_millis(100);
+
+/// Logs `ready` once the store answers and the revocation subscription is up: the listeners
+/// are open before that (the node answers 503 meanwhile), so `listening` does not mean
+/// ready; `/readyz` says the same at any time.
+async fn announce_ready(store: TokenStore) {
+    let mut waiting_since = tokio::time::Instant::now();
+    loop {
+        match store.ready().await {
+            Ok(()) => {
+                tracing::info!("ready");
+                return;
+            }
+            Err(why) if waiting_since.elapsed() >= Duration::from_secs(10) => {
+                tracing::warn!(reason = %why, "not ready yet");
+                waiting_since = tokio::time::Instant::now();
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(READY_POLL).await;
     }
 }
 

@@ -182,6 +182,18 @@ pub struct RefreshEntry {
     pub successor: Option<String>,
 }
 
+impl RefreshEntry {
+    /// A refresh token just issued: live, never exchanged.
+    pub fn new(token: RefreshToken) -> RefreshEntry {
+        RefreshEntry {
+            token,
+            retired_at: None,
+            revoked: false,
+            successor: None,
+        }
+    }
+}
+
 /// A new random grant identifier (128 bits, hex).
 /// `a == b` in time that depends only on the lengths, for comparing secrets (CSRF tokens,
 /// PKCE challenges) without a timing side channel on their content.

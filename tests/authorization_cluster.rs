@@ -117,7 +117,7 @@ async fn revocation_on_a_holds_on_b() {
         .json();
     let access = access_token(&tokens);
     let on_b = format!("{}/abc/x", b.base_url());
-    assert_eq!(get_with_token(&on_b, Some(&access)).await.status, 200);
+    b.assert_cached("/abc/x", &access).await;
 
     let basic = Some(("webapp", fx.creds.secret.as_str()));
     let rt = refresh_token(&tokens);
@@ -128,6 +128,8 @@ async fn revocation_on_a_holds_on_b() {
         took.is_some(),
         "B still accepts an access token whose grant A revoked"
     );
+    let resp = get_with_token(&on_b, Some(&access)).await;
+    common::assert_invalid_token(&resp, "token revoked");
     let introspect = format!("{}/oauth/introspect", b.base_url());
     let resp = post_form(&introspect, &[("token", &access)], basic).await;
     assert_eq!(resp.json(), serde_json::json!({"active": false}), "{resp}");

@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Fixture, Resp, Store, access_token, assert_error, assert_token_shape, client_toml,
-    parse_challenge, parse_rfc3339_utc, post_form, random_token, refresh_token, scope_set,
-    time_until_status, unix_now,
+    Fixture, Resp, Store, access_token, assert_error, assert_invalid_token, assert_token_shape,
+    client_toml, parse_challenge, parse_rfc3339_utc, post_form, random_token, refresh_token,
+    scope_set, time_until_status, unix_now,
 };
 use serde_json::Value;
 
@@ -270,6 +270,7 @@ async fn refresh_rotates_and_reuse_revokes_the_grant(store: Store) {
             took.is_some(),
             "{name} still accepted 1 s after the grant was revoked"
         );
+        assert_invalid_token(&fx.get("/abc/x", Some(token)).await, "token revoked");
     }
     assert_oauth_error(&refresh(&fx, "photoprint", &r3).await, 400, "invalid_grant");
 
@@ -281,12 +282,15 @@ async fn refresh_rotates_and_reuse_revokes_the_grant(store: Store) {
 }
 
 /// `refresh_count = 0` issues no refresh token (and no `refresh_token_expires_at`);
-/// `refresh_count = 1` allows one refresh per grant and no more.
+/// `refresh_count = N` allows N refreshes per grant: the Nth answer carries no refresh
+/// token, so there is nothing left to refresh with, and the retired one stays refused.
 async fn refresh_count_caps_refreshes(store: Store) {
     let fx = Fixture::start_with(store, |c| {
         let grants = ["password", "refresh_token"];
         c.add_client("norefresh", &grants, &["reports"], "refresh_count = 0");
         c.add_client("onerefresh", &grants, &["reports"], "refresh_count = 1");
+        c.add_client("tworefresh", &grants, &["reports"], "refresh_count = 2");
+        c.set_oauth("refresh_grace", "0s");
     })
     .await;
     let none = fx.password_token_for("norefresh", "reports").await;
@@ -305,13 +309,30 @@ async fn refresh_count_caps_refreshes(store: Store) {
         fx.get("/abc/x", Some(&access_token(&once))).await.status,
         200
     );
-    if let Some(next) = once.get("refresh_token").and_then(Value::as_str) {
-        assert_oauth_error(
-            &refresh(&fx, "onerefresh", next).await,
-            400,
-            "invalid_grant",
-        );
-    }
+    assert!(
+        once.get("refresh_token").is_none() && once.get("refresh_token_expires_at").is_none(),
+        "refresh_count = 1: the one refresh handed out another refresh token: {once}"
+    );
+
+    let first = fx.password_token_for("tworefresh", "reports").await;
+    let second = assert_token_response(
+        &refresh(&fx, "tworefresh", &refresh_token(&first)).await,
+        TEN_MINUTES,
+    );
+    let r2 = second
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("refresh_count = 2: no refresh token after one: {second}"));
+    let third = assert_token_response(&refresh(&fx, "tworefresh", r2).await, TEN_MINUTES);
+    assert!(
+        third.get("refresh_token").is_none(),
+        "refresh_count = 2: a third refresh token: {third}"
+    );
+    assert_eq!(
+        fx.get("/abc/x", Some(&access_token(&third))).await.status,
+        200
+    );
+    assert_oauth_error(&refresh(&fx, "tworefresh", r2).await, 400, "invalid_grant");
 }
 
 /// `access_token_ttl = "never"`: no `expires_in`/`expires_at`, and the token works.
@@ -514,6 +535,11 @@ async fn revocation(store: Store) {
             .await
             .is_some()
     );
+    assert_invalid_token(&fx.get("/abc/x", Some(&token)).await, "token revoked");
+    assert_invalid_token(
+        &fx.get("/abc/x", Some(&random_token())).await,
+        "unknown token",
+    );
 
     let grant = fx.password_token_for("photoprint", "reports").await;
     let (access, refresh_tok) = (access_token(&grant), refresh_token(&grant));
@@ -543,12 +569,13 @@ async fn revocation(store: Store) {
     let victim = fx.client_token(Some("reports")).await;
     let resp = post_form(&revoke_url, &[("token", &victim)], None).await;
     assert_error(&resp, 401, "invalid_client");
-    let _ = post_form(
+    let resp = post_form(
         &revoke_url,
         &[("token", &victim)],
         Some(("limited", &fx.creds.secret)),
     )
     .await;
+    assert_oauth_error(&resp, 400, "unauthorized_client");
     assert_eq!(
         fx.get("/abc/x", Some(&victim)).await.status,
         200,

@@ -108,6 +108,84 @@ async fn assert_grant_revoked(fx: &Fixture, latest: &Value) {
     assert_error(&resp, 400, "invalid_grant");
 }
 
+/// A refresh that fails part-way costs the client nothing: its retry is an ordinary
+/// refresh, and the grant (and its tokens) live on. The failure is staged with a Redis ACL
+/// that lets the gateway write everything but access-token keys, so storing the new access
+/// token fails after the old refresh token could have been retired. (Retiring and issuing as
+/// two steps fails this: the retry finds the token retired without an answer to repeat, and
+/// reuse detection revokes the grant.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_fails_part_way_keeps_the_grant() {
+    let fx = Fixture::start(Store::redis().await).await;
+    let grant = fx.password_token_for("photoprint", "reports").await;
+    let (a1, r1) = (access_token(&grant), refresh_token(&grant));
+    assert_eq!(fx.get("/abc/x", Some(&a1)).await.status, 200);
+
+    let p = fx.store.prefix.clone();
+    // Read anything, read and write (one pattern must grant both) all but access tokens.
+    let writable = ["rt:", "g:", "ci:", "ui:"].map(|k| format!("~{p}{k}*"));
+    let mut deny = vec!["SETUSER", "default", "resetkeys", "%R~*"];
+    deny.extend(writable.iter().map(String::as_str));
+    acl(&fx, &deny).await;
+    let failed = refresh(&fx, "photoprint", &r1, None).await;
+    acl(&fx, &["SETUSER", "default", "resetkeys", "~*"]).await;
+    assert_error(&failed, 503, "temporarily_unavailable");
+
+    let retry = refresh(&fx, "photoprint", &r1, None).await;
+    assert_eq!(
+        retry.status, 200,
+        "the retry after a failed refresh: {retry}"
+    );
+    let renewed = retry.json();
+    assert_eq!(
+        fx.get("/abc/x", Some(&a1)).await.status,
+        200,
+        "grant revoked"
+    );
+    let a2 = access_token(&renewed);
+    assert_eq!(fx.get("/abc/x", Some(&a2)).await.status, 200);
+    let next = refresh(&fx, "photoprint", &refresh_token(&renewed), None).await;
+    assert_eq!(next.status, 200, "the new refresh token: {next}");
+}
+
+/// A refresh sent while Redis is down gets 503; sent again once Redis is back, it is an
+/// ordinary refresh and the grant lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_during_an_outage_can_be_retried() {
+    let mut fx = Fixture::start(Store::redis().await).await;
+    let grant = fx.password_token_for("photoprint", "reports").await;
+    let (a1, r1) = (access_token(&grant), refresh_token(&grant));
+    fx.store.redis_mut().stop();
+    let failed = refresh(&fx, "photoprint", &r1, None).await;
+    assert_error(&failed, 503, "temporarily_unavailable");
+    fx.store.redis_mut().restart().await;
+    fx.gw.wait_ready(Duration::from_secs(10)).await;
+    let retry = refresh(&fx, "photoprint", &r1, None).await;
+    assert_eq!(retry.status, 200, "the retry after the outage: {retry}");
+    assert_eq!(
+        fx.get("/abc/x", Some(&a1)).await.status,
+        200,
+        "grant revoked"
+    );
+    let a2 = access_token(&retry.json());
+    assert_eq!(fx.get("/abc/x", Some(&a2)).await.status, 200);
+}
+
+/// Runs `ACL args…` on the fixture's Redis.
+async fn acl(fx: &Fixture, args: &[&str]) {
+    let url = fx.store.redis.as_ref().expect("redis store").url();
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    redis::cmd("ACL")
+        .arg(args)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("ACL {args:?}: {e}"));
+}
+
 /// A refresh may ask for fewer scopes than the grant has (the new token has only those)
 /// but never more: a scope outside the grant is `invalid_scope`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

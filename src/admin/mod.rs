@@ -77,11 +77,12 @@ pub async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> R
         (&Method::GET | &Method::HEAD, "/healthz") => {
             json_response(StatusCode::OK, &json!({"status": "ok"}))
         }
-        (&Method::GET | &Method::HEAD, "/readyz") => match gateway.store().ping().await {
+        // Ready = the store answers and revocations reach this node (TokenStore::ready).
+        (&Method::GET | &Method::HEAD, "/readyz") => match gateway.store().ready().await {
             Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Err(e) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "unavailable", "error": e.to_string()}),
+                &json!({"status": "unavailable", "error": e}),
             ),
         },
         (&Method::GET, "/metrics") => metrics(gateway),

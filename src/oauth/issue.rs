@@ -49,6 +49,23 @@ pub async fn issue(
     oauth: &OAuthConfig,
     req: Request<'_>,
 ) -> Result<Issued, OAuthError> {
+    let grant = req.grant;
+    let issued = mint(oauth, req)?;
+    let refresh_hash = issued.refresh_token.as_deref().map(TokenHash::of);
+    store
+        .issue(
+            &TokenHash::of(&issued.access_token),
+            &issued.access,
+            refresh_hash.as_ref().zip(issued.refresh.as_ref()),
+        )
+        .await?;
+    store.metrics().issued(grant);
+    Ok(issued)
+}
+
+/// Mints the tokens [`issue`] would, without storing them (a refresh stores them together
+/// with retiring the old token, see `TokenStore::rotate_refresh`).
+pub fn mint(oauth: &OAuthConfig, req: Request<'_>) -> Result<Issued, OAuthError> {
     let now = token::now_millis();
     let grant_id = match req.grant_id {
         Some(id) => id,
@@ -64,7 +81,6 @@ pub async fn issue(
         grant_id: grant_id.clone(),
         refreshes_used: req.refreshes_used,
     };
-    let grant = req.grant;
     let with_refresh = req.refreshable
         && req.client.allows_grant(Grant::RefreshToken)
         && req.client.refresh_count.allows(req.refreshes_used);
@@ -83,15 +99,6 @@ pub async fn issue(
     } else {
         (None, None)
     };
-    let refresh_hash = refresh_token.as_deref().map(TokenHash::of);
-    store
-        .issue(
-            &TokenHash::of(&access_token),
-            &access,
-            refresh_hash.as_ref().zip(refresh.as_ref()),
-        )
-        .await?;
-    store.metrics().issued(grant);
     Ok(Issued {
         access_token,
         access,

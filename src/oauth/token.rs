@@ -1,7 +1,5 @@
 //! `POST {path}/token`: every grant (RFC 6749 §4.1.3, §4.3, §4.4, §6).
 
-use std::time::Duration;
-
 use hyper::{Request, Response};
 
 use super::issue::{self, Issued, TokenResponse, resolve_scopes};
@@ -9,11 +7,8 @@ use super::params::{self, Authenticated, Params, PasswordRefused};
 use super::{Ctx, code, grace};
 use crate::config::{Client, Grant};
 use crate::error::{Body, OAuthError, no_store};
-use crate::store::Retire;
+use crate::store::{Rotate, Rotation};
 use crate::token::{RefreshEntry, TokenHash, now_millis};
-
-/// How long a retry inside the grace window waits for the first refresh's answer to land.
-const SUCCESSOR_WAIT: Duration = Duration::from_millis(1500);
 
 pub async fn handle(
     ctx: &Ctx<'_>,
@@ -147,7 +142,7 @@ async fn refresh(
         return Err(invalid());
     }
     if entry.retired_at.is_some() {
-        return retry_or_reuse(ctx, presented, &hash, entry).await;
+        return retry_or_reuse(ctx, presented, entry).await;
     }
     if !client.refresh_count.allows(old.refreshes_used) {
         return Err(OAuthError::invalid_grant(
@@ -170,17 +165,6 @@ async fn refresh(
         }
     }
     let scopes = resolve_scopes(params.get("scope"), &allowed)?;
-    match ctx.store.retire_refresh(&hash).await? {
-        Retire::Retired => {}
-        Retire::AlreadyRetired => {
-            // Lost a race with a concurrent refresh of the same token: treat as its retry.
-            let Some(entry) = ctx.store.get_refresh(&hash).await? else {
-                return Err(invalid());
-            };
-            return retry_or_reuse(ctx, presented, &hash, entry).await;
-        }
-        Retire::Missing => return Err(invalid()),
-    }
     let req = issue::Request {
         client,
         username: old.username.as_deref(),
@@ -190,46 +174,61 @@ async fn refresh(
         refreshable: true,
         grant: "refresh_token",
     };
-    let body = to_json(issue::issue(ctx.store, &ctx.config.oauth, req).await?)?;
-    if !ctx.config.oauth.refresh_grace.is_zero()
-        && let Some(sealed) = grace::seal(presented, &body)
-    {
-        ctx.store.set_refresh_successor(&hash, &sealed).await?;
+    // Mint first, store later: the new tokens, the retirement of the old one and the sealed
+    // answer for retries are written in one atomic step, so no failure can leave the old
+    // token retired without a successor (a retry would then look like reuse).
+    let issued = issue::mint(&ctx.config.oauth, req)?;
+    let access_hash = TokenHash::of(&issued.access_token);
+    let refresh_hash = issued.refresh_token.as_deref().map(TokenHash::of);
+    let (access, new_refresh) = (issued.access.clone(), issued.refresh.clone());
+    let body = to_json(issued)?;
+    let grace = ctx.config.oauth.refresh_grace;
+    let sealed = (!grace.is_zero())
+        .then(|| grace::seal(presented, &body))
+        .flatten();
+    let rotation = Rotation {
+        old: &hash,
+        access_hash: &access_hash,
+        access: &access,
+        refresh: refresh_hash.as_ref().zip(new_refresh.as_ref()),
+        successor: sealed.as_deref(),
+        grace,
+    };
+    match ctx.store.rotate_refresh(&rotation).await? {
+        Rotate::Rotated => {
+            ctx.store.metrics().issued("refresh_token");
+            Ok(body)
+        }
+        Rotate::AlreadyRetired => {
+            // Lost a race with a concurrent refresh of the same token: treat as its retry.
+            let Some(entry) = ctx.store.get_refresh(&hash).await? else {
+                return Err(invalid());
+            };
+            retry_or_reuse(ctx, presented, entry).await
+        }
+        Rotate::Missing | Rotate::Revoked => Err(invalid()),
     }
-    Ok(body)
 }
 
 /// A retired refresh token came back: within the grace window it is a retry and gets the
-/// same answer; after it, reuse, and the grant is revoked.
+/// same answer (stored with the retirement, so it is there whenever the token is retired);
+/// after it, reuse, and the grant is revoked.
 async fn retry_or_reuse(
     ctx: &Ctx<'_>,
     presented: &str,
-    hash: &TokenHash,
-    mut entry: RefreshEntry,
+    entry: RefreshEntry,
 ) -> Result<Vec<u8>, OAuthError> {
     let grace = ctx.config.oauth.refresh_grace;
     let retired_at = entry.retired_at.unwrap_or(0);
     let within = now_millis() < retired_at.saturating_add(grace.as_millis() as u64);
-    if within && !entry.revoked {
-        // The first exchange may still be writing its answer; give it a moment.
-        let deadline = tokio::time::Instant::now() + SUCCESSOR_WAIT;
-        loop {
-            if let Some(body) = entry
-                .successor
-                .as_deref()
-                .and_then(|s| grace::open(presented, s))
-            {
-                return Ok(body);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            match ctx.store.get_refresh(hash).await? {
-                Some(e) => entry = e,
-                None => break,
-            }
-        }
+    if within
+        && !entry.revoked
+        && let Some(body) = entry
+            .successor
+            .as_deref()
+            .and_then(|s| grace::open(presented, s))
+    {
+        return Ok(body);
     }
     let n = ctx.store.revoke_grant(&entry.token.grant_id).await?;
     tracing::warn!(grant_id = %entry.token.grant_id, revoked = n, "retired refresh token presented again; grant revoked");

@@ -2,7 +2,11 @@
 //!
 //! Rules it keeps:
 //! - an entry lives at most `cache_ttl`, and a valid token's entry never past its expiry;
-//! - concurrent misses for one token make one store lookup (the others wait for its answer);
+//! - concurrent misses for one token make one store lookup (the others wait for its answer;
+//!   if the one looking up is cancelled, a waiter takes over, and the last one to leave
+//!   removes the in-flight entry, so cancelled lookups leave nothing behind);
+//! - a full cache makes room a batch at a time (expired entries, then arbitrary ones, down
+//!   to 7/8 of capacity): one pass over the entries per capacity/8 inserts, O(1) amortised;
 //! - unknown tokens are never cached;
 //! - a revocation drops the entry at once, and an answer fetched while a revocation arrived is
 //!   not cached (it may predate the revocation);
@@ -57,6 +61,10 @@ pub struct TokenCache {
     epoch: Instant,
     ttl: Duration,
     capacity: usize,
+    /// Set while one caller makes room; the others skip caching rather than wait.
+    evicting: AtomicBool,
+    /// Passes over the whole cache made to make room (the bound the tests check).
+    scans: AtomicU64,
     live: AtomicBool,
     /// Bumped by every invalidation; a fetch that saw it change does not cache its answer.
     generation: AtomicU64,
@@ -73,6 +81,8 @@ impl TokenCache {
             epoch: Instant::now(),
             ttl,
             capacity,
+            evicting: AtomicBool::new(false),
+            scans: AtomicU64::new(0),
             live: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -98,13 +108,20 @@ impl TokenCache {
             return Ok(Some(Arc::clone(&hit.entry)));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let cell = Arc::clone(
-            self.inflight
-                .entry(hash_key)
-                .or_insert_with(|| Arc::new(OnceCell::new()))
-                .value(),
-        );
-        let result = cell
+        let waiter = Waiter {
+            cache: self,
+            key: hash_key,
+            cell: Some(Arc::clone(
+                self.inflight
+                    .entry(hash_key)
+                    .or_insert_with(|| Arc::new(OnceCell::new()))
+                    .value(),
+            )),
+        };
+        // If this future is dropped while fetching, tokio's `OnceCell` lets one of the other
+        // waiters run its own fetch; `waiter`'s drop cleans up the in-flight entry.
+        waiter
+            .cell()
             .get_or_init(|| async {
                 let generation = self.generation.load(Ordering::Acquire);
                 let fetched = fetch().await.map(|found| found.map(Arc::new));
@@ -114,10 +131,7 @@ impl TokenCache {
                 fetched
             })
             .await
-            .clone();
-        self.inflight
-            .remove_if(&hash_key, |_, c| Arc::ptr_eq(c, &cell));
-        result
+            .clone()
     }
 
     /// Milliseconds since this cache was made.
@@ -129,11 +143,8 @@ impl TokenCache {
         if !self.live.load(Ordering::Acquire) {
             return;
         }
-        if self.entries.len() >= self.capacity {
-            self.purge_expired();
-            if self.entries.len() >= self.capacity {
-                return;
-            }
+        if self.entries.len() >= self.capacity && !self.make_room() {
+            return;
         }
         let now = self.clock();
         let mut until = now + self.ttl.as_millis() as u64;
@@ -180,9 +191,28 @@ impl TokenCache {
         }
     }
 
-    fn purge_expired(&self) {
+    /// Makes room in a full cache: one pass that drops expired entries and, while the cache
+    /// is above 7/8 of its capacity, arbitrary ones (hash order, so effectively random).
+    /// The next capacity/8 inserts then find room without a pass. Returns whether there is
+    /// room now; `false` also when another caller is already at it (this entry is then
+    /// simply not cached: the next miss fetches it again).
+    fn make_room(&self) -> bool {
+        if self.evicting.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.scans.fetch_add(1, Ordering::Relaxed);
         let now = self.clock();
-        self.entries.retain(|_, c| c.until > now);
+        let low = self.capacity - (self.capacity / 8).max(1);
+        let mut excess = self.entries.len().saturating_sub(low);
+        self.entries.retain(|_, c| {
+            if c.until <= now || excess > 0 {
+                excess = excess.saturating_sub(1);
+                return false;
+            }
+            true
+        });
+        self.evicting.store(false, Ordering::Release);
+        self.entries.len() < self.capacity
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -193,6 +223,39 @@ impl TokenCache {
             live: self.live.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// One caller's interest in an in-flight lookup. Dropped when the lookup is answered or the
+/// caller's future is cancelled; the last waiter to go (or any, once there is an answer)
+/// removes the entry, so a cancelled lookup cannot leak it.
+struct Waiter<'a> {
+    cache: &'a TokenCache,
+    key: Key,
+    cell: Option<Arc<OnceCell<Fetched>>>,
+}
+
+impl Waiter<'_> {
+    fn cell(&self) -> &OnceCell<Fetched> {
+        // `None` only inside `drop`; an internal invariant, nothing a request can change.
+        self.cell
+            .as_deref()
+            .expect("a waiter holds its cell until dropped")
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        // Our reference goes first, so the last waiter sees only the map's: every waiter
+        // checks after letting go, so whichever checks last finds the count at 1.
+        let ptr = Arc::as_ptr(&cell);
+        drop(cell);
+        self.cache.inflight.remove_if(&self.key, |_, c| {
+            Arc::as_ptr(c) == ptr && (c.initialized() || Arc::strong_count(c) == 1)
+        });
     }
 }
 
@@ -321,6 +384,93 @@ mod tests {
                 .await
                 .expect("fetch");
         }
-        assert_eq!(cache.stats().entries, 2);
+        assert!(cache.stats().entries <= 2);
+    }
+
+    /// A full cache of live entries still takes new ones, and makes room a batch at a time:
+    /// one pass over the cache per capacity/8 inserts, not one per miss.
+    #[tokio::test]
+    async fn a_full_cache_evicts_in_batches() {
+        const CAPACITY: usize = 64;
+        let cache = TokenCache::new(Duration::from_secs(30), CAPACITY);
+        cache.set_live(true);
+        let inserts = 1000;
+        for i in 0..inserts {
+            let hash = TokenHash::of(&format!("t{i}"));
+            cache
+                .get_or_fetch(hash, || async { Ok(Some(entry(None))) })
+                .await
+                .expect("fetch");
+            assert!(cache.stats().entries <= CAPACITY);
+        }
+        let scans = cache.scans.load(Ordering::Relaxed);
+        assert!(
+            scans <= (inserts / (CAPACITY / 8)) as u64,
+            "{scans} full passes for {inserts} inserts"
+        );
+        let hits = cache.stats().hits;
+        let newest = TokenHash::of(&format!("t{}", inserts - 1));
+        cache
+            .get_or_fetch(newest, || async {
+                panic!("the newest entry was not cached")
+            })
+            .await
+            .expect("hit");
+        assert_eq!(cache.stats().hits, hits + 1);
+    }
+
+    /// The only caller waiting for a lookup is cancelled: nothing stays in flight.
+    #[tokio::test]
+    async fn a_cancelled_lookup_leaves_no_inflight_entry() {
+        let cache = TokenCache::new(Duration::from_secs(30), 100);
+        cache.set_live(true);
+        for i in 0..10 {
+            let hash = TokenHash::of(&format!("slow{i}"));
+            let lookup = cache.get_or_fetch(hash, std::future::pending);
+            let cancelled = tokio::time::timeout(Duration::from_millis(5), lookup).await;
+            assert!(cancelled.is_err(), "the lookup cannot finish");
+        }
+        assert_eq!(
+            cache.inflight.len(),
+            0,
+            "cancelled lookups leaked in-flight entries"
+        );
+    }
+
+    /// The caller doing the lookup is cancelled while another waits on it: the other takes
+    /// over (runs its own fetch) instead of waiting forever, and nothing is left in flight.
+    #[tokio::test]
+    async fn a_cancelled_leader_does_not_strand_its_waiters() {
+        let cache = Arc::new(TokenCache::new(Duration::from_secs(30), 100));
+        cache.set_live(true);
+        let hash = TokenHash::of("t");
+        let leader = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move { cache.get_or_fetch(hash, std::future::pending).await })
+        };
+        while cache.inflight.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let follower = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                cache
+                    .get_or_fetch(hash, || async { Ok(Some(entry(None))) })
+                    .await
+            })
+        };
+        // The follower is queued once it holds the cell too (map, leader, follower).
+        while cache
+            .inflight
+            .get(&key(&hash))
+            .is_some_and(|c| Arc::strong_count(c.value()) < 3)
+        {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        let answered = tokio::time::timeout(Duration::from_secs(2), follower).await;
+        let found = answered.expect("the follower was stranded").expect("task");
+        assert!(found.expect("fetch").is_some());
+        assert_eq!(cache.inflight.len(), 0);
     }
 }

@@ -1,15 +1,20 @@
 //! The embedded store: everything in this process's memory, lost on restart.
 //!
 //! Lookups are a `DashMap` read and an `Arc` clone, so this backend needs no cache in front.
-//! A sweeper drops records [`super::EXPIRED_RETENTION`] after they expire.
+//! A sweeper thread drops records [`super::EXPIRED_RETENTION`] after they expire.
+//!
+//! Lock order, everywhere: a grant's entry in `grants` first, then the token maps. A
+//! rotation holds its grant's entry for the whole exchange, which makes it one critical
+//! section against other rotations and against revoking that grant.
 
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
 use super::records::{CodeUse, RecordKind};
-use super::{Retire, keep_until};
+use super::{Rotate, Rotation, keep_until};
 use crate::config::Client;
 use crate::token::{
     AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash, now_millis,
@@ -17,10 +22,17 @@ use crate::token::{
 
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Member {
     Access(TokenHash),
     Refresh(TokenHash),
+}
+
+/// A grant: its tokens, and whether it was revoked (then no rotation may add to it).
+#[derive(Default)]
+struct GrantState {
+    members: Vec<Member>,
+    revoked: bool,
 }
 
 struct Record {
@@ -33,23 +45,47 @@ struct Record {
 struct Maps {
     access: DashMap<TokenHash, Arc<AccessEntry>>,
     refresh: DashMap<TokenHash, RefreshEntry>,
-    grants: DashMap<String, Vec<Member>>,
+    grants: DashMap<String, GrantState>,
     records: DashMap<(RecordKind, String), Record>,
     clients: DashMap<String, Client>,
 }
 
 pub struct MemoryStore {
     maps: Arc<Maps>,
+    /// Dropping it (with the store) tells the sweeper thread to end.
+    _stop_sweeper: mpsc::Sender<()>,
 }
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
+        MemoryStore::with_sweep_interval(SWEEP_EVERY)
+    }
+
+    /// A store whose sweeper runs every `every` (tests use a short one).
+    pub fn with_sweep_interval(every: Duration) -> MemoryStore {
         let maps = Arc::new(Maps::default());
-        // The sweeper holds a weak reference so dropping the store ends it.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(sweep(Arc::downgrade(&maps)));
+        let (stop, stopped) = mpsc::channel();
+        // A sweep walks every map whole (a million tokens take tens of milliseconds), so it
+        // runs on a thread of its own: on a runtime worker it would stall every request
+        // scheduled there for that long. It holds a weak reference, and ends when the store
+        // is dropped (its channel disconnects).
+        let weak = Arc::downgrade(&maps);
+        let spawned = std::thread::Builder::new()
+            .name("tollgate-sweeper".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    if !sweep(&weak) {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the memory store's sweeper thread");
         }
-        MemoryStore { maps }
+        MemoryStore {
+            maps,
+            _stop_sweeper: stop,
+        }
     }
 
     pub fn get_access(&self, hash: &TokenHash) -> Option<Arc<AccessEntry>> {
@@ -72,20 +108,13 @@ impl MemoryStore {
         );
         let mut members = vec![Member::Access(*access_hash)];
         if let Some((hash, token)) = refresh {
-            m.refresh.insert(
-                *hash,
-                RefreshEntry {
-                    token: token.clone(),
-                    retired_at: None,
-                    revoked: false,
-                    successor: None,
-                },
-            );
+            m.refresh.insert(*hash, RefreshEntry::new(token.clone()));
             members.push(Member::Refresh(*hash));
         }
         m.grants
             .entry(access.grant_id.clone())
             .or_default()
+            .members
             .extend(members);
     }
 
@@ -93,21 +122,73 @@ impl MemoryStore {
         self.maps.refresh.get(hash).map(|e| e.clone())
     }
 
-    pub fn retire_refresh(&self, hash: &TokenHash, now: Millis) -> Retire {
-        match self.maps.refresh.get_mut(hash) {
-            None => Retire::Missing,
-            Some(e) if e.retired_at.is_some() => Retire::AlreadyRetired,
-            Some(mut e) => {
-                e.retired_at = Some(now);
-                Retire::Retired
+    /// See [`super::TokenStore::rotate_refresh`]. The grant's entry is held throughout.
+    pub fn rotate_refresh(&self, r: &Rotation<'_>, now: Millis) -> Rotate {
+        let m = &self.maps;
+        let Some(grant_id) = m.refresh.get(r.old).map(|e| e.token.grant_id.clone()) else {
+            return Rotate::Missing;
+        };
+        let mut grant = m.grants.entry(grant_id).or_default();
+        {
+            // Checked and retired under the grant's lock; released before the refresh map is
+            // written again (the new token may live in the same shard).
+            let Some(mut old) = m.refresh.get_mut(r.old) else {
+                return Rotate::Missing;
+            };
+            if old.revoked || grant.revoked {
+                return Rotate::Revoked;
             }
+            if old.retired_at.is_some() {
+                return Rotate::AlreadyRetired;
+            }
+            if old.token.is_expired(now) {
+                return Rotate::Missing;
+            }
+            old.retired_at = Some(now);
+            old.successor = r.successor.map(str::to_owned);
+        }
+        m.access.insert(
+            *r.access_hash,
+            Arc::new(AccessEntry {
+                token: r.access.clone().interned(),
+                revoked: false,
+            }),
+        );
+        grant.members.push(Member::Access(*r.access_hash));
+        if let Some((hash, token)) = r.refresh {
+            m.refresh.insert(*hash, RefreshEntry::new(token.clone()));
+            grant.members.push(Member::Refresh(*hash));
+        }
+        let retired_before = now.saturating_sub(r.grace.as_millis() as u64);
+        grant
+            .members
+            .retain(|member| self.still_member(member, now, retired_before));
+        Rotate::Rotated
+    }
+
+    /// Whether a grant must still list `member` so revoking the grant reaches it: not for
+    /// tokens that are gone or expired, nor for refresh tokens retired before
+    /// `retired_before` (their grace window is over; presenting one again is reuse anyway).
+    fn still_member(&self, member: &Member, now: Millis, retired_before: Millis) -> bool {
+        match member {
+            Member::Access(h) => self
+                .maps
+                .access
+                .get(h)
+                .is_some_and(|e| !e.token.is_expired(now)),
+            Member::Refresh(h) => self.maps.refresh.get(h).is_some_and(|e| {
+                !e.token.is_expired(now) && e.retired_at.is_none_or(|at| at > retired_before)
+            }),
         }
     }
 
-    pub fn set_refresh_successor(&self, hash: &TokenHash, sealed: &str) {
-        if let Some(mut e) = self.maps.refresh.get_mut(hash) {
-            e.successor = Some(sealed.to_owned());
-        }
+    /// How many tokens a grant lists (for the pruning tests).
+    #[cfg(test)]
+    fn member_count(&self, grant_id: &str) -> usize {
+        self.maps
+            .grants
+            .get(grant_id)
+            .map_or(0, |g| g.members.len())
     }
 
     pub fn put_client(&self, client: &Client) {
@@ -228,14 +309,17 @@ impl MemoryStore {
         }
     }
 
-    /// Revokes every member of the grant; returns the access-token hashes it revoked.
+    /// Revokes every member of the grant; returns the access-token hashes it revoked. The
+    /// grant is marked revoked and its members read under one lock, so a rotation either
+    /// happened before (its tokens are among the members) or fails.
     pub fn revoke_grant(&self, grant_id: &str) -> Vec<TokenHash> {
-        let members = self
-            .maps
-            .grants
-            .get(grant_id)
-            .map(|m| m.clone())
-            .unwrap_or_default();
+        let members = match self.maps.grants.get_mut(grant_id) {
+            Some(mut grant) => {
+                grant.revoked = true;
+                grant.members.clone()
+            }
+            None => Vec::new(),
+        };
         let mut revoked = Vec::new();
         for member in members {
             match member {
@@ -255,24 +339,27 @@ impl MemoryStore {
     }
 }
 
-async fn sweep(maps: Weak<Maps>) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(maps) = maps.upgrade() else { return };
-        let now = now_millis();
-        let live = |expires_at: Option<Millis>| keep_until(expires_at).is_none_or(|t| t > now);
-        maps.access.retain(|_, e| live(e.token.expires_at));
-        maps.refresh.retain(|_, e| live(e.token.expires_at));
-        let instant = Instant::now();
-        maps.records.retain(|_, r| r.expires > instant);
-        maps.grants.retain(|_, members| {
-            members.retain(|m| match m {
-                Member::Access(h) => maps.access.contains_key(h),
-                Member::Refresh(h) => maps.refresh.contains_key(h),
-            });
-            !members.is_empty()
+/// One sweep; `false` once the store is gone.
+fn sweep(maps: &Weak<Maps>) -> bool {
+    let Some(maps) = maps.upgrade() else {
+        return false;
+    };
+    let now = now_millis();
+    let live = |expires_at: Option<Millis>| keep_until(expires_at).is_none_or(|t| t > now);
+    maps.access.retain(|_, e| live(e.token.expires_at));
+    maps.refresh.retain(|_, e| live(e.token.expires_at));
+    let instant = Instant::now();
+    maps.records.retain(|_, r| r.expires > instant);
+    maps.grants.retain(|_, grant| {
+        grant.members.retain(|m| match m {
+            Member::Access(h) => maps.access.contains_key(h),
+            Member::Refresh(h) => maps.refresh.contains_key(h),
         });
-    }
+        !grant.members.is_empty()
+    });
+    true
 }
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;

@@ -10,6 +10,8 @@ mod cache;
 mod memory;
 mod records;
 mod redis;
+mod scripts;
+mod subscription;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,15 +39,36 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Result of retiring a refresh token (the step that makes rotation single-use).
+/// Result of rotating a refresh token: retiring it and storing its successors in one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retire {
-    /// This call retired it: the caller may issue the successor.
-    Retired,
-    /// Someone retired it before: this is a reuse.
+pub enum Rotate {
+    /// This call retired it and stored the new tokens.
+    Rotated,
+    /// Someone retired it before: a retry (grace window) or a reuse. Nothing was stored.
     AlreadyRetired,
-    /// It does not exist (any more).
+    /// It does not exist (any more), or it has expired. Nothing was stored.
     Missing,
+    /// It, or its grant, has been revoked. Nothing was stored.
+    Revoked,
+}
+
+/// Everything one refresh-token rotation writes, applied all or nothing by
+/// [`TokenStore::rotate_refresh`]: a failure part-way must never leave the old token retired
+/// without a successor, or the client's retry would look like reuse and cost it the grant.
+pub struct Rotation<'a> {
+    /// The refresh token being exchanged.
+    pub old: &'a TokenHash,
+    pub access_hash: &'a TokenHash,
+    /// The new access token; its `grant_id` must be the old token's grant.
+    pub access: &'a AccessToken,
+    /// The new refresh token, unless the grant has used up its refreshes.
+    pub refresh: Option<(&'a TokenHash, &'a RefreshToken)>,
+    /// The sealed response (see `oauth::grace`), kept beside the retired token so a retry
+    /// within the grace window gets the same answer.
+    pub successor: Option<&'a str>,
+    /// The refresh grace window: a retired refresh token stays in its grant's member list
+    /// this long (so revoking the grant still marks it); after that it is pruned.
+    pub grace: Duration,
 }
 
 /// The token store of one node.
@@ -56,7 +79,7 @@ pub struct TokenStore {
     metrics: Arc<Metrics>,
 }
 
-// One per node, behind an `Arc`: the size difference costs nothing.
+// One per node, behind an `Arc`: the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum BackendImpl {
     Memory(memory::MemoryStore),
@@ -143,11 +166,16 @@ impl TokenStore {
         }
     }
 
-    /// Atomically marks a refresh token as used; only one caller ever gets [`Retire::Retired`].
-    pub async fn retire_refresh(&self, hash: &TokenHash) -> Result<Retire, StoreError> {
+    /// Rotates a refresh token in one atomic step: checks it is live (exists, unexpired, not
+    /// retired, neither it nor its grant revoked), stores the new tokens in the same grant,
+    /// retires the old one with its successor, and prunes the grant's member list of tokens
+    /// that are gone, expired or retired past the grace window. Only one caller per token
+    /// ever gets [`Rotate::Rotated`]; a concurrent [`TokenStore::revoke_grant`] either sees
+    /// the new tokens or makes the rotation fail with [`Rotate::Revoked`].
+    pub async fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<Rotate, StoreError> {
         match &*self.backend {
-            BackendImpl::Memory(m) => Ok(m.retire_refresh(hash, crate::token::now_millis())),
-            BackendImpl::Redis(r) => r.retire_refresh(hash).await,
+            BackendImpl::Memory(m) => Ok(m.rotate_refresh(rotation, crate::token::now_millis())),
+            BackendImpl::Redis(r) => r.rotate_refresh(rotation).await,
         }
     }
 
@@ -162,6 +190,8 @@ impl TokenStore {
     }
 
     /// Revokes every token of a grant (access and refresh) on every node; returns how many.
+    /// The grant is marked revoked first, so a rotation racing this call cannot add a live
+    /// token behind it (see [`TokenStore::rotate_refresh`]).
     pub async fn revoke_grant(&self, grant_id: &str) -> Result<usize, StoreError> {
         let revoked = match &*self.backend {
             BackendImpl::Memory(m) => m.revoke_grant(grant_id),
@@ -171,21 +201,6 @@ impl TokenStore {
             self.forget(hash);
         }
         Ok(revoked.len())
-    }
-
-    /// Keeps the sealed response of a refresh beside the retired refresh token (grace window).
-    pub async fn set_refresh_successor(
-        &self,
-        hash: &TokenHash,
-        sealed: &str,
-    ) -> Result<(), StoreError> {
-        match &*self.backend {
-            BackendImpl::Memory(m) => {
-                m.set_refresh_successor(hash, sealed);
-                Ok(())
-            }
-            BackendImpl::Redis(r) => r.set_refresh_successor(hash, sealed).await,
-        }
     }
 
     /// Stores a short-lived record (see [`RecordKind`]) that expires after `ttl`.
@@ -340,6 +355,19 @@ impl TokenStore {
         match &*self.backend {
             BackendImpl::Memory(_) => Ok(()),
             BackendImpl::Redis(r) => r.ping().await,
+        }
+    }
+
+    /// Whether this node can serve from the store: it answers, and (Redis with a local
+    /// cache) the revocation subscription is established, without which a node could miss
+    /// revocations once it caches. `Err` says what is missing, for `/readyz`.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| e.to_string())?;
+        match &self.cache {
+            Some(cache) if !cache.stats().live => {
+                Err("revocation subscription not established".to_owned())
+            }
+            _ => Ok(()),
         }
     }
 

@@ -1,11 +1,12 @@
 //! The shared store: Redis, reached through a reconnecting multiplexed connection.
 //!
-//! Layout (every key under the configured prefix `P`; each command touches one key, so the
-//! layout works unchanged on Redis Cluster):
+//! Layout (every key under the configured prefix `P`; each plain command touches one key):
 //! - `Pat:<sha256 hex>`  hash {r: access-token JSON, x: revoked-at}, expires with the token
 //!   (+ retention)
-//! - `Prt:<sha256 hex>`  hash {r: refresh-token JSON, retired: at, x: revoked-at}, likewise
-//! - `Pg:<grant id>`     set of `a:<hex>` / `r:<hex>` members, for revoking a grant whole
+//! - `Prt:<sha256 hex>`  hash {r: refresh-token JSON, retired: at, s: sealed successor,
+//!   x: revoked-at}, likewise
+//! - `Pg:<grant id>`     set of `a:<hex>` / `r:<hex>` members, for revoking a grant whole, and
+//!   the member `x` once the grant is revoked (a later rotation then fails)
 //! - `Preq:<id>`, `Psess:<sha256 hex>`, `Pcode:<sha256 hex>`  hash {r: JSON, used: at} with
 //!   their own expiry: pending authorization requests, login sessions, authorization codes
 //! - `Pci:<client id>`, `Pui:<username>`  sorted sets of access-token hashes scored by when
@@ -14,6 +15,12 @@
 //!   the admin API
 //! - channel `Prevoked`  space-separated access-token hashes just revoked; every node drops
 //!   them from its cache on receipt.
+//!
+//! The rotation script (`scripts::ROTATE`) touches the old and new token keys, the grant
+//! set, the indexes and the grant's members: keys of different Redis Cluster slots. A hash
+//! tag per grant cannot fix that cheaply, because an access token is looked up by its hash alone
+//! (its key cannot name the grant without the token carrying it), so moving to Cluster
+//! needs a key-layout change that existing records would not survive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,50 +31,24 @@ use redis::{AsyncCommands, Script};
 
 use super::cache::TokenCache;
 use super::records::{CodeUse, RecordKind, ttl_millis};
-use super::{Retire, StoreError, keep_until};
+use super::scripts::{CREATE_ONCE, MARK_GRANT, ROTATE, SET_IF_EXISTS, USE_ONCE};
+use super::subscription;
+use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, keep_until};
 use crate::config::Client;
 use crate::token::{AccessEntry, AccessToken, RefreshEntry, RefreshToken, TokenHash, now_millis};
 
 /// A command that takes longer than this counts as "store unreachable" (503), rather than
 /// holding the request until the client gives up.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// How often the subscription connection is pinged to notice a silent network loss.
-const SUBSCRIPTION_PING: Duration = Duration::from_millis(500);
-
-/// Sets a field only on a record that still exists, so revoking never resurrects an expired
-/// key as a TTL-less stub.
-const SET_IF_EXISTS: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1";
-
-/// -1 = no such refresh token; 1 = this call retired it; 0 = it was retired before.
-const RETIRE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HSETNX', KEYS[1], 'retired', ARGV[1])";
-
-/// -1 = no such code; 1 = this call used it; 0 = it was used before.
-/// Creates record KEYS[1] with value ARGV[1] and expiry ARGV[2] ms unless it exists: 1 if
-/// created, 0 if not. One key, so one slot.
-const CREATE_ONCE: &str = r"
-if redis.call('HSETNX', KEYS[1], 'r', ARGV[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-";
-
-const USE_ONCE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HSETNX', KEYS[1], 'used', ARGV[1])";
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     channel: String,
     set_if_exists: Script,
-    retire: Script,
+    rotate: Script,
+    mark_grant: Script,
     use_once: Script,
     create_once: Script,
     subscriber: Option<tokio::task::JoinHandle<()>>,
@@ -79,6 +60,11 @@ impl Drop for RedisStore {
             task.abort();
         }
     }
+}
+
+/// An access token's score in the admin indexes: when its record expires (+inf = never).
+fn index_score(access: &AccessToken) -> String {
+    keep_until(access.expires_at).map_or_else(|| "+inf".to_owned(), |t| t.to_string())
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -101,13 +87,15 @@ impl RedisStore {
         let conn =
             ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         let channel = format!("{prefix}revoked");
-        let subscriber = cache.map(|cache| tokio::spawn(subscribe(client, channel.clone(), cache)));
+        let subscriber = cache
+            .map(|cache| tokio::spawn(subscription::subscribe(client, channel.clone(), cache)));
         Ok(RedisStore {
             conn,
             prefix: prefix.to_owned(),
             channel,
             set_if_exists: Script::new(SET_IF_EXISTS),
-            retire: Script::new(RETIRE),
+            rotate: Script::new(ROTATE),
+            mark_grant: Script::new(MARK_GRANT),
             use_once: Script::new(USE_ONCE),
             create_once: Script::new(CREATE_ONCE),
             subscriber,
@@ -159,14 +147,9 @@ impl RedisStore {
             pipe.cmd("PEXPIREAT").arg(&key).arg(until).ignore();
         }
         // Indexes for the admin listing; expired members are pruned on every write.
-        let score =
-            keep_until(access.expires_at).map_or_else(|| "+inf".to_owned(), |t| t.to_string());
+        let score = index_score(access);
         let now = now_millis();
-        let mut index_keys = vec![format!("{}ci:{}", self.prefix, access.client_id)];
-        if let Some(user) = &access.username {
-            index_keys.push(format!("{}ui:{}", self.prefix, user));
-        }
-        for index in &index_keys {
+        for index in &self.index_keys(access) {
             pipe.cmd("ZADD")
                 .arg(index)
                 .arg(&score)
@@ -228,20 +211,63 @@ impl RedisStore {
         }))
     }
 
-    pub async fn retire_refresh(&self, hash: &TokenHash) -> Result<Retire, StoreError> {
-        let mut conn = self.conn.clone();
-        let outcome: i64 = self
-            .retire
-            .key(self.refresh_key(hash))
+    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<Rotate, StoreError> {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
+        let access = r.access;
+        let mut script = self.rotate.prepare_invoke();
+        script
+            .key(self.refresh_key(r.old))
+            .key(self.grant_key(&access.grant_id))
+            .key(self.access_key(r.access_hash))
+            .key(self.refresh_key(r.refresh.map_or(r.old, |(h, _)| h)));
+        for index in self.index_keys(access) {
+            script.key(index);
+        }
+        let (refresh_json, refresh_until, refresh_hex) = match r.refresh {
+            Some((hash, token)) => (
+                serde_json::to_string(token).map_err(corrupt)?,
+                until(token.expires_at),
+                hash.to_hex(),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let grant_until = match (keep_until(access.expires_at), r.refresh) {
+            (Some(a), Some((_, t))) => keep_until(t.expires_at).map(|b| a.max(b)),
+            (a, None) => a,
+            (None, Some(_)) => None,
+        };
+        script
             .arg(now_millis())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(&self.prefix)
+            .arg(r.grace.as_millis() as u64)
+            .arg(EXPIRED_RETENTION.as_millis() as u64)
+            .arg(serde_json::to_string(access).map_err(corrupt)?)
+            .arg(until(access.expires_at))
+            .arg(r.access_hash.to_hex())
+            .arg(refresh_json)
+            .arg(refresh_until)
+            .arg(refresh_hex)
+            .arg(r.successor.unwrap_or(""))
+            .arg(index_score(access))
+            .arg(grant_until.map_or_else(String::new, |t| t.to_string()));
+        let mut conn = self.conn.clone();
+        let outcome: i64 = script.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(match outcome {
-            1 => Retire::Retired,
-            0 => Retire::AlreadyRetired,
-            _ => Retire::Missing,
+            1 => Rotate::Rotated,
+            0 => Rotate::AlreadyRetired,
+            -2 => Rotate::Revoked,
+            _ => Rotate::Missing,
         })
+    }
+
+    /// The admin listing's index keys an access token belongs in.
+    fn index_keys(&self, access: &AccessToken) -> Vec<String> {
+        let mut keys = vec![format!("{}ci:{}", self.prefix, access.client_id)];
+        if let Some(user) = &access.username {
+            keys.push(format!("{}ui:{}", self.prefix, user));
+        }
+        keys
     }
 
     pub async fn revoke_access(&self, hash: &TokenHash) -> Result<bool, StoreError> {
@@ -252,13 +278,18 @@ impl RedisStore {
         Ok(found)
     }
 
-    /// Revokes every member of the grant; returns the access-token hashes it revoked.
+    /// Revokes every member of the grant; returns the access-token hashes it revoked. The
+    /// grant is marked first and its members read after: a rotation that ran before the mark
+    /// has its tokens among the members, one that runs after it fails.
     pub async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<TokenHash>, StoreError> {
         let mut conn = self.conn.clone();
-        let members: Vec<String> = conn
-            .smembers(self.grant_key(grant_id))
+        let grant = self.grant_key(grant_id);
+        self.mark_grant
+            .key(&grant)
+            .invoke_async::<i64>(&mut conn)
             .await
             .map_err(unavailable)?;
+        let members: Vec<String> = conn.smembers(&grant).await.map_err(unavailable)?;
         let mut revoked = Vec::new();
         for member in members {
             let (kind, hex) = member.split_at(member.find(':').map_or(0, |i| i + 1));
@@ -275,22 +306,6 @@ impl RedisStore {
         }
         self.publish(&revoked).await?;
         Ok(revoked)
-    }
-
-    pub async fn set_refresh_successor(
-        &self,
-        hash: &TokenHash,
-        sealed: &str,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.set_if_exists
-            .key(self.refresh_key(hash))
-            .arg("s")
-            .arg(sealed)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(unavailable)
     }
 
     fn record_key(&self, kind: RecordKind, key: &str) -> String {
@@ -523,61 +538,5 @@ impl RedisStore {
         conn.publish::<_, _, ()>(&self.channel, message)
             .await
             .map_err(unavailable)
-    }
-}
-
-/// Keeps this node subscribed to revocations for as long as the store lives. The cache is
-/// trusted only while the subscription is up: when it drops, the cache is emptied and
-/// bypassed until a new subscription is confirmed, so no revocation can be missed.
-async fn subscribe(client: redis::Client, channel: String, cache: Arc<TokenCache>) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if let Err(e) = follow(&client, &channel, &cache).await {
-            tracing::warn!(error = %e, "revocation subscription lost; local token cache disabled until it is back");
-        }
-        cache.set_live(false);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-}
-
-async fn follow(
-    client: &redis::Client,
-    channel: &str,
-    cache: &TokenCache,
-) -> Result<(), redis::RedisError> {
-    let connect = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub());
-    let mut pubsub = connect.await.map_err(|_| {
-        redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-    })??;
-    pubsub.subscribe(channel).await?;
-    let (mut sink, mut messages) = pubsub.split();
-    cache.set_live(true);
-    tracing::info!(
-        channel,
-        "subscribed to revocations; local token cache enabled"
-    );
-    let mut ping = tokio::time::interval(SUBSCRIPTION_PING);
-    loop {
-        tokio::select! {
-            msg = messages.next() => {
-                let Some(msg) = msg else {
-                    return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
-                };
-                cache.note_message();
-                for hex in String::from_utf8_lossy(msg.get_payload_bytes()).split(' ') {
-                    if let Some(hash) = TokenHash::from_hex(hex) {
-                        cache.invalidate(&hash);
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                match tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-                }
-            }
-        }
     }
 }

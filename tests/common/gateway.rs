@@ -1,5 +1,7 @@
 //! Runs `tollgate run --config <tmp>/gateway.toml --log-format json` as a child process,
-//! waits for its two `listening` log lines, and keeps every line it prints.
+//! learns its addresses from its two `listening` log lines, waits for `/readyz` to say 200
+//! (the ports open before the store and the revocation subscription are up), and keeps every
+//! line it prints.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -11,9 +13,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{TempDir, poll, tollgate_bin};
+use super::{Resp, TempDir, get_with_token, metrics, parse_challenge, poll, tollgate_bin};
 
-/// How long a gateway may take to bind both listeners.
+/// How long a gateway may take to bind both listeners, and then to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 
 /// A running gateway; killed on drop.
@@ -28,9 +30,18 @@ pub struct Gateway {
 
 impl Gateway {
     /// Writes `config` to a fresh temp dir and starts the gateway on it with `env` added to
-    /// its environment (`RUST_LOG` defaults to `info`). Panics with the captured logs if it
-    /// exits or does not report both listeners within 10 s.
+    /// its environment (`RUST_LOG` defaults to `info`), then waits for `/readyz` 200. Panics
+    /// with the captured logs if it exits, does not report both listeners within 10 s, or is
+    /// not ready 10 s after that.
     pub async fn start(config: &str, env: &[(String, String)]) -> Gateway {
+        let mut gw = Gateway::start_unready(config, env).await;
+        gw.wait_ready(READY_WITHIN).await;
+        gw
+    }
+
+    /// Like [`Gateway::start`] but returns once both listeners are open, ready or not: for
+    /// tests that start a node while its store is down on purpose.
+    pub async fn start_unready(config: &str, env: &[(String, String)]) -> Gateway {
         let dir = TempDir::new("gateway");
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
@@ -101,6 +112,58 @@ impl Gateway {
             admin,
             _dir: dir,
         }
+    }
+
+    /// Polls `/readyz` until it says 200; panics (with the logs) if the process exits or
+    /// `within` passes first.
+    pub async fn wait_ready(&mut self, within: Duration) {
+        let (admin, child) = (self.admin, &mut self.child);
+        let outcome = poll(within, || {
+            let exited = child.try_wait().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(format!(
+                        "tollgate exited before it was ready ({status})"
+                    )));
+                }
+                (readyz_status(admin).await == Some(200)).then_some(Ok(()))
+            }
+        })
+        .await;
+        match outcome {
+            Some(Ok(())) => {}
+            Some(Err(why)) => panic!("{why}"),
+            None => panic!(
+                "/readyz not 200 within {within:?} (last answer: {:?})",
+                readyz_status(admin).await
+            ),
+        }
+    }
+
+    /// The status `/readyz` answers now; `None` if the admin listener does not answer.
+    pub async fn readyz(&self) -> Option<u16> {
+        readyz_status(self.admin).await
+    }
+
+    /// Presents `token` on `path` of this node until one request is answered from the
+    /// node's cache (its `tollgate_cache_hits_total` grows while the answers stay 200), so a
+    /// test of revocation reaching this node knows the node held the token. Panics if that
+    /// does not happen within 2 s. Nothing else may use the node meanwhile.
+    pub async fn assert_cached(&self, path: &str, token: &str) {
+        let url = format!("{}{path}", self.base_url());
+        let admin = self.admin_url();
+        let hits = || async { metrics(&admin).await.sum("tollgate_cache_hits_total", &[]) };
+        let cached = poll(Duration::from_secs(2), || async {
+            let before = hits().await;
+            let resp = get_with_token(&url, Some(token)).await;
+            assert_eq!(resp.status, 200, "{url} before the revocation: {resp}");
+            (hits().await > before).then_some(())
+        })
+        .await;
+        assert!(
+            cached.is_some(),
+            "{url} never served the token from its cache"
+        );
     }
 
     /// `http://127.0.0.1:PORT` of the public listener.
@@ -211,6 +274,52 @@ impl Drop for Gateway {
             eprintln!("--- last gateway log lines ---\n{}", tail.join("\n"));
         }
     }
+}
+
+/// A protected route's answer to a token it refuses (SPEC §4, README's table): 401
+/// `invalid_token` with `description` ("unknown token", "token revoked", "token expired")
+/// in both the body and the `WWW-Authenticate` challenge.
+pub fn assert_invalid_token(resp: &Resp, description: &str) {
+    assert_eq!(resp.status, 401, "expected 401 {description:?}: {resp}");
+    let body = resp.json();
+    assert_eq!(body["error"], "invalid_token", "{resp}");
+    assert_eq!(body["error_description"], description, "{resp}");
+    let challenge = resp.header("www-authenticate").unwrap_or_default();
+    let (scheme, params) = parse_challenge(challenge);
+    assert_eq!(scheme, "Bearer", "{resp}");
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("invalid_token")
+    );
+    assert_eq!(
+        params.get("error_description").map(String::as_str),
+        Some(description),
+        "challenge in {resp}"
+    );
+}
+
+/// `GET /readyz` over a plain socket (no client that panics on a refused connection):
+/// the status code, or `None` if there is no answer within a second.
+async fn readyz_status(admin: SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+        let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        stream.write_all(request).await.ok()?;
+        let mut head = Vec::new();
+        stream.read_to_end(&mut head).await.ok()?;
+        let line = head.split(|b| *b == b'\n').next()?;
+        std::str::from_utf8(line)
+            .ok()?
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Copies `pipe` line by line into `logs` from a background thread.

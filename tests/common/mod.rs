@@ -41,7 +41,7 @@ pub use admin::{
 pub use cli::{Run, tollgate, tollgate_in};
 pub use client::{Resp, basic_auth, get, post_form, post_form_from, raw, raw_get, send, send_from};
 pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
-pub use gateway::Gateway;
+pub use gateway::{Gateway, assert_invalid_token};
 pub use html::{Element, Form, assert_html_page, html_unescape};
 pub use oauth::{
     Agent, CookieJar, Pkce, add_auth_clients, authorize_query, code_params, cookie_attributes,

@@ -1,0 +1,90 @@
+//! The Lua scripts of the Redis store: each is one atomic step on the server.
+
+/// Sets a field only on a record that still exists, so revoking never resurrects an expired
+/// key as a TTL-less stub.
+pub const SET_IF_EXISTS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1";
+
+/// One refresh-token rotation, all or nothing (see `TokenStore::rotate_refresh`).
+/// Returns 1 = rotated, 0 = retired before, -1 = missing or expired, -2 = it or its grant
+/// was revoked. Every check comes before the first write, and the old token is retired by
+/// the last essential write: Redis does not roll a script back, so if a write fails (out of
+/// memory, say) the old token stays live and the client's retry is an ordinary refresh.
+///
+/// KEYS: 1 old refresh, 2 grant, 3 new access, 4 new refresh (or the old one again when
+/// none is issued), 5.. the admin indexes.
+/// ARGV: 1 now, 2 prefix, 3 grace ms, 4 retention ms, 5 access JSON, 6 access expiry or '',
+/// 7 access hex, 8 refresh JSON or '', 9 refresh expiry or '', 10 refresh hex,
+/// 11 successor or '', 12 index score, 13 grant expiry or '' (never).
+pub const ROTATE: &str = r"
+local now = tonumber(ARGV[1])
+local old = redis.call('HMGET', KEYS[1], 'r', 'retired', 'x')
+if not old[1] then return -1 end
+if old[3] or redis.call('SISMEMBER', KEYS[2], 'x') == 1 then return -2 end
+if old[2] then return 0 end
+local expires = cjson.decode(old[1]).expires_at
+if type(expires) == 'number' and expires <= now then return -1 end
+
+redis.call('HSET', KEYS[3], 'r', ARGV[5])
+if ARGV[6] ~= '' then redis.call('PEXPIREAT', KEYS[3], ARGV[6]) end
+redis.call('SADD', KEYS[2], 'a:' .. ARGV[7])
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[4], 'r', ARGV[8])
+  if ARGV[9] ~= '' then redis.call('PEXPIREAT', KEYS[4], ARGV[9]) end
+  redis.call('SADD', KEYS[2], 'r:' .. ARGV[10])
+end
+for i = 5, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[12], ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[1])
+end
+-- The grant set lives as long as its longest-lived member: extend, never shorten.
+local ttl = redis.call('PTTL', KEYS[2])
+if ARGV[13] == '' then
+  redis.call('PERSIST', KEYS[2])
+elseif ttl ~= -1 then
+  redis.call('PEXPIREAT', KEYS[2], math.max(tonumber(ARGV[13]), now + math.max(ttl, 0)))
+end
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 's', ARGV[11]) end
+redis.call('HSET', KEYS[1], 'retired', ARGV[1])
+
+-- Prune members revoking the grant no longer needs to reach: gone, expired (a record in its
+-- retention hour has less than that left to live), or retired past the grace window.
+local retention = tonumber(ARGV[4])
+local retired_before = now - tonumber(ARGV[3])
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local kind = string.sub(m, 1, 2)
+  if kind == 'a:' or kind == 'r:' then
+    local key = ARGV[2] .. (kind == 'a:' and 'at:' or 'rt:') .. string.sub(m, 3)
+    local left = redis.call('PTTL', key)
+    local drop = left == -2 or (left >= 0 and left < retention)
+    if not drop and kind == 'r:' then
+      local at = redis.call('HGET', key, 'retired')
+      drop = at and tonumber(at) <= retired_before
+    end
+    if drop then redis.call('SREM', KEYS[2], m) end
+  end
+end
+return 1";
+
+/// Marks a grant revoked (member `x`), if it still exists; 1 if it did.
+pub const MARK_GRANT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[1], 'x')
+return 1";
+
+/// -1 = no such code; 1 = this call used it; 0 = it was used before.
+pub const USE_ONCE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[1], 'used', ARGV[1])";
+
+/// Creates record KEYS[1] with value ARGV[1] and expiry ARGV[2] ms unless it exists: 1 if
+/// created, 0 if not (a credential's fetch lock, SPEC §8). One key, so one slot.
+pub const CREATE_ONCE: &str = r"
+if redis.call('HSETNX', KEYS[1], 'r', ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";

@@ -1,0 +1,231 @@
+//! The token store's refresh rotation, driven through the library against the memory store
+//! and a real `redis-server`: one atomic step, safe against concurrent refreshes of the same
+//! token and against revoking its grant at the same time, and a grant's member list that
+//! does not grow with every refresh.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Store;
+use tollgate::config::{Backend, StoreConfig};
+use tollgate::store::{Rotate, Rotation, TokenStore};
+use tollgate::token::{AccessToken, RefreshToken, TokenHash, now_millis};
+
+both_backends!(
+    concurrent_rotations_have_one_winner,
+    rotations_racing_a_revocation_leave_nothing_live
+);
+
+fn open(store: &Store) -> TokenStore {
+    let backend = match &store.redis {
+        None => Backend::Memory,
+        Some(redis) => Backend::Redis { url: redis.url() },
+    };
+    TokenStore::open(&StoreConfig {
+        backend,
+        prefix: store.prefix.clone(),
+        cache_ttl: Duration::ZERO,
+        cache_capacity: 0,
+        encryption_key: None,
+    })
+    .expect("open the store")
+}
+
+fn access(grant: &str, expires_at: Option<u64>) -> AccessToken {
+    AccessToken {
+        client_id: "c".into(),
+        username: Some("alice".into()),
+        scopes: vec!["s".into()].into(),
+        issued_at: now_millis(),
+        expires_at,
+        grant_id: grant.into(),
+        refreshes_used: 0,
+    }
+}
+
+fn refresh(grant: &str) -> RefreshToken {
+    RefreshToken {
+        client_id: "c".into(),
+        username: Some("alice".into()),
+        scopes: vec!["s".into()],
+        issued_at: now_millis(),
+        expires_at: Some(now_millis() + 3_600_000),
+        grant_id: grant.into(),
+        refreshes_used: 0,
+    }
+}
+
+/// A new grant with one access and one refresh token; returns the refresh token's hash.
+async fn new_grant(store: &TokenStore, grant: &str) -> TokenHash {
+    let r = TokenHash::of(&format!("{grant}-r0"));
+    store
+        .issue(
+            &TokenHash::of(&format!("{grant}-a0")),
+            &access(grant, Some(now_millis() + 600_000)),
+            Some((&r, &refresh(grant))),
+        )
+        .await
+        .expect("issue");
+    r
+}
+
+/// Rotates `old` of `grant` into tokens named after `tag`: (outcome, access, refresh).
+async fn rotate(
+    store: &TokenStore,
+    grant: &str,
+    old: TokenHash,
+    tag: &str,
+    access_expires: Option<u64>,
+) -> (Rotate, TokenHash, TokenHash) {
+    let (a, r) = (
+        TokenHash::of(&format!("a-{tag}")),
+        TokenHash::of(&format!("r-{tag}")),
+    );
+    let (at, rt) = (access(grant, access_expires), refresh(grant));
+    let rotation = Rotation {
+        old: &old,
+        access_hash: &a,
+        access: &at,
+        refresh: Some((&r, &rt)),
+        successor: Some("sealed"),
+        grace: Duration::ZERO,
+    };
+    let outcome = store.rotate_refresh(&rotation).await.expect("rotate");
+    (outcome, a, r)
+}
+
+/// N refreshes of one token at once: one rotates, the rest are told it was retired, and
+/// only the winner's tokens exist.
+async fn concurrent_rotations_have_one_winner(store: Store) {
+    let ts = Arc::new(open(&store));
+    let old = new_grant(&ts, "g1").await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let ts = Arc::clone(&ts);
+            tokio::spawn(async move {
+                let expires = Some(now_millis() + 600_000);
+                rotate(&ts, "g1", old, &format!("one-{i}"), expires).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        let (outcome, a, r) = task.await.expect("task");
+        match outcome {
+            Rotate::Rotated => {
+                won += 1;
+                assert!(ts.get_refresh(&r).await.expect("get").is_some());
+            }
+            Rotate::AlreadyRetired => {
+                assert!(ts.lookup_access(&a).await.expect("get").is_none());
+                assert!(ts.get_refresh(&r).await.expect("get").is_none());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let retired = ts.get_refresh(&old).await.expect("get").expect("old kept");
+    assert!(retired.retired_at.is_some());
+    assert_eq!(
+        retired.successor.as_deref(),
+        Some("sealed"),
+        "successor stored with it"
+    );
+}
+
+/// Refreshes of one token racing a revocation of its grant, many rounds: whatever the
+/// interleaving, once both are done no token of the grant is live, and the grant cannot be
+/// refreshed any more. (Retire-then-issue as two steps fails this: a refresh that retired
+/// before the revocation read the grant stores its new tokens after it.)
+async fn rotations_racing_a_revocation_leave_nothing_live(store: Store) {
+    let ts = Arc::new(open(&store));
+    for round in 0..20 {
+        let grant = format!("race-{round}");
+        // Many members make the revocation's marking take a while, so the refreshes, started
+        // a little after it, land before, during and after its read of the grant.
+        for i in 0..100 {
+            let expires = Some(now_millis() + 600_000);
+            let hash = TokenHash::of(&format!("{grant}-pad-{i}"));
+            ts.issue(&hash, &access(&grant, expires), None)
+                .await
+                .expect("issue");
+        }
+        let old = new_grant(&ts, &grant).await;
+        let revoke = {
+            let (ts, grant) = (Arc::clone(&ts), grant.clone());
+            tokio::spawn(async move { ts.revoke_grant(&grant).await.expect("revoke") })
+        };
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (ts, grant) = (Arc::clone(&ts), grant.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..(round * 3 + i) {
+                    tokio::task::yield_now().await;
+                }
+                let expires = Some(now_millis() + 600_000);
+                rotate(&ts, &grant, old, &format!("{grant}-{i}"), expires).await
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("task"));
+        }
+        revoke.await.expect("revoke task");
+        let mut won = 0;
+        for (outcome, a, r) in outcomes {
+            match outcome {
+                Rotate::Rotated => {
+                    won += 1;
+                    let entry = ts.lookup_access(&a).await.expect("get").expect("stored");
+                    assert!(entry.revoked, "round {round}: a live access token survived");
+                    let entry = ts.get_refresh(&r).await.expect("get").expect("stored");
+                    assert!(
+                        entry.revoked,
+                        "round {round}: a live refresh token survived"
+                    );
+                    let (later, ..) = rotate(&ts, &grant, r, &format!("{grant}-later"), None).await;
+                    assert_eq!(later, Rotate::Revoked, "round {round}");
+                }
+                Rotate::AlreadyRetired | Rotate::Revoked => {
+                    assert!(ts.lookup_access(&a).await.expect("get").is_none());
+                }
+                Rotate::Missing => panic!("round {round}: the token went missing"),
+            }
+        }
+        assert!(won <= 1, "round {round}: {won} winners");
+    }
+}
+
+/// Redis: a grant refreshed many times keeps only the members revoking it must reach;
+/// retired refresh tokens past the grace window (none here) and expired access tokens go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_grant_members_are_pruned_on_rotation() {
+    let store = Store::redis().await;
+    let ts = open(&store);
+    let mut current = new_grant(&ts, "long").await;
+    for i in 0..30 {
+        // Already expired access tokens: their records are gone at once.
+        let (outcome, _, next) = rotate(&ts, "long", current, &format!("long-{i}"), Some(1)).await;
+        assert_eq!(outcome, Rotate::Rotated);
+        current = next;
+    }
+    let client = redis::Client::open(store.redis.as_ref().expect("redis").url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}g:long", store.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("SMEMBERS");
+    assert!(
+        members.len() <= 2,
+        "the grant lists {} members after 30 refreshes: {members:?}",
+        members.len()
+    );
+    assert!(members.contains(&format!("r:{}", current.to_hex())));
+}
