@@ -487,3 +487,24 @@ async fn the_cli_lists_refreshes_and_disconnects_credentials() {
     cli(&["credentials", "refresh", "nope"]).await.failed("404");
     drop(fx);
 }
+
+/// A failed refresh keeps the current token until it really expires: requests go on with
+/// it, while the listing says `failing` with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_refresh_keeps_the_current_token() {
+    let provider = Provider::start().await;
+    let (fx, admin) = start(Store::memory(), &provider, CLIENT_CREDENTIALS).await;
+    let caller = fx.client_token(Some("reports")).await;
+    assert_eq!(fx.get("/abc/crm/a", Some(&caller)).await.status, 200);
+    provider.set_mode(Mode::Status(500));
+    let resp = admin
+        .post("/admin/credentials/crm/refresh", &json!({}))
+        .await;
+    assert_eq!(resp.status, 502, "{resp}");
+    assert_eq!(resp.json()["status"], "failing", "{resp}");
+    assert_eq!(resp.json()["last_error"], "provider answered HTTP 500");
+    let resp = fx.get("/abc/crm/b", Some(&caller)).await;
+    assert_eq!(resp.status, 200, "the current token is still good: {resp}");
+    let seen = provider.api_requests();
+    assert_eq!(seen[0].token, seen[1].token);
+}

@@ -207,11 +207,11 @@ impl Entry {
     pub fn view(&self) -> View {
         let tokens = self.tokens.load();
         let st = self.lock_state();
-        let now = now_millis();
-        let usable = tokens.as_ref().is_some_and(|t| t.usable(now));
+        // Failing as soon as the last token request failed, even while the current token is
+        // still served: that is when an operator wants to know.
         View {
             connected: tokens.is_some(),
-            failing: st.failing && !usable,
+            failing: st.failing,
             expires_at: tokens.as_ref().map(|t| t.expires_at),
             last_refresh_at: st.last_refresh_at,
             last_error: st.last_error.clone(),
