@@ -508,3 +508,24 @@ async fn a_failed_refresh_keeps_the_current_token() {
     let seen = provider.api_requests();
     assert_eq!(seen[0].token, seen[1].token);
 }
+
+/// `grant = "password"`: the service account's username and password go to the provider
+/// (with the client's own authentication), and the upstream gets the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_grant_signs_in_the_service_account() {
+    let provider = Provider::start().await;
+    let more = format!(
+        "grant = \"password\"\nusername = \"{}\"\npassword = \"{}\"",
+        common::PROVIDER_USER,
+        common::PROVIDER_PASSWORD
+    );
+    let (fx, _admin) = start(Store::memory(), &provider, &more).await;
+    let caller = fx.client_token(Some("reports")).await;
+    let resp = fx.get("/abc/crm/x", Some(&caller)).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    let request = &provider.token_requests()[0];
+    assert_eq!(request.grant_type(), Some("password"));
+    assert_eq!(request.param("username"), Some(common::PROVIDER_USER));
+    assert_eq!(request.param("password"), Some(common::PROVIDER_PASSWORD));
+    fx.gw.assert_logs_free_of(&[common::PROVIDER_PASSWORD]);
+}

@@ -314,3 +314,97 @@ fn seconds(v: &Value) -> Option<f64> {
     }
     .filter(|s| s.is_finite())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cred() -> Credential {
+        Credential {
+            name: "crm".into(),
+            grant: super::super::OutboundGrant::ClientCredentials,
+            token_url: Uri::from_static("http://127.0.0.1/token"),
+            refresh_url: None,
+            authorize_url: None,
+            client_id: "id".into(),
+            client_secret: None,
+            auth_method: AuthMethod::Basic,
+            scope: None,
+            params: Vec::new(),
+            request_format: RequestFormat::Form,
+            refresh_token: None,
+            username: None,
+            password: None,
+            per_user: false,
+            access_token_path: "/access_token".into(),
+            refresh_token_path: "/refresh_token".into(),
+            expires_in_path: "/expires_in".into(),
+            default_ttl: Duration::from_secs(3600),
+            refresh_before: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+            tls: None,
+            fingerprint: [0; 32],
+        }
+    }
+
+    #[test]
+    fn lifetimes_the_provider_got_wrong_fall_back_to_default_ttl() {
+        let c = cred();
+        let life = |v: Value| {
+            parse(&c, &json!({"access_token": "t", "expires_in": v}))
+                .expect("token")
+                .lifetime
+                .as_secs()
+        };
+        assert_eq!(life(json!(120)), 120);
+        assert_eq!(life(json!("90")), 90, "a numeric string");
+        for wrong in [json!(0), json!(-5), json!("soon"), json!(null), json!([1])] {
+            assert_eq!(
+                life(wrong.clone()),
+                3600,
+                "{wrong}: default_ttl, never 'forever'"
+            );
+        }
+        assert_eq!(
+            life(json!(1e12)),
+            MAX_LIFETIME.as_secs(),
+            "absurd values are capped"
+        );
+    }
+
+    #[test]
+    fn answers_without_a_usable_bearer_token_are_refused() {
+        let c = cred();
+        assert_eq!(parse(&c, &json!({})).err(), Some(FetchError::NoToken));
+        assert_eq!(
+            parse(&c, &json!({"access_token": ""})).err(),
+            Some(FetchError::NoToken)
+        );
+        assert_eq!(
+            parse(&c, &json!({"access_token": "a b"})).err(),
+            Some(FetchError::NoToken),
+            "a token a header cannot carry"
+        );
+        assert_eq!(
+            parse(&c, &json!({"access_token": "t", "token_type": "MAC"})).err(),
+            Some(FetchError::TokenType("MAC".into()))
+        );
+        let ok = parse(&c, &json!({"access_token": "t", "token_type": "bearer"})).expect("ok");
+        assert_eq!(ok.access.expose(), "t");
+        assert!(ok.refresh.is_none());
+        assert!(FetchError::OAuth("invalid_grant".into()).is_final());
+        assert!(!FetchError::Status(503).is_final());
+    }
+
+    #[test]
+    fn basic_authentication_form_encodes_first() {
+        let v = basic("my app", "s:cr&t");
+        let encoded = v.to_str().expect("ascii").trim_start_matches("Basic ");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
+        assert_eq!(decoded, b"my+app:s%3Acr%26t");
+        assert!(v.is_sensitive());
+    }
+}
