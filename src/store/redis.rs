@@ -30,7 +30,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::cache::TokenCache;
-use super::records::{CodeUse, RecordKind, ttl_millis};
+mod records;
+
 use super::scripts::{CREATE_ONCE, MARK_GRANT, ROTATE, SET_IF_EXISTS, USE_ONCE};
 use super::subscription;
 use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, keep_until};
@@ -306,99 +307,6 @@ impl RedisStore {
         }
         self.publish(&revoked).await?;
         Ok(revoked)
-    }
-
-    fn record_key(&self, kind: RecordKind, key: &str) -> String {
-        format!("{}{}{}", self.prefix, kind.key_part(), key)
-    }
-
-    pub async fn put_record(
-        &self,
-        kind: RecordKind,
-        key: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let key = self.record_key(kind, key);
-        let mut pipe = redis::pipe();
-        pipe.hset(&key, "r", value).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_millis(ttl)).ignore();
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
-    }
-
-    pub async fn get_record(
-        &self,
-        kind: RecordKind,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        conn.hget(self.record_key(kind, key), "r")
-            .await
-            .map_err(unavailable)
-    }
-
-    /// Removes and returns a record in one step (MULTI/EXEC): whoever takes it has it alone.
-    pub async fn take_record(
-        &self,
-        kind: RecordKind,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let key = self.record_key(kind, key);
-        let mut conn = self.conn.clone();
-        let (value, _): (Option<String>, i64) = redis::pipe()
-            .atomic()
-            .hget(&key, "r")
-            .del(&key)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(value)
-    }
-
-    /// Creates the record only if none exists (`HSETNX`, then its expiry in the same
-    /// transaction); true if this call created it.
-    pub async fn create_record(
-        &self,
-        kind: RecordKind,
-        key: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let key = self.record_key(kind, key);
-        let mut conn = self.conn.clone();
-        let created: bool = self
-            .create_once
-            .key(&key)
-            .arg(value)
-            .arg(ttl_millis(ttl))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(created)
-    }
-
-    pub async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.record_key(kind, key))
-            .await
-            .map_err(unavailable)
-    }
-
-    pub async fn use_code(&self, key: &str) -> Result<CodeUse, StoreError> {
-        let mut conn = self.conn.clone();
-        let outcome: i64 = self
-            .use_once
-            .key(self.record_key(RecordKind::Code, key))
-            .arg(now_millis())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(match outcome {
-            1 => CodeUse::First,
-            0 => CodeUse::AlreadyUsed,
-            _ => CodeUse::Missing,
-        })
     }
 
     /// Access tokens of a client and/or user (both `None` = all, found by SCAN: admin only).
