@@ -14,7 +14,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 
 mod credentials;
+mod verbs;
 pub use credentials::CredentialsCommand;
+pub use verbs::{ClientsCommand, TokensCommand};
 
 /// How to reach and authenticate to the admin API.
 #[derive(Debug, Clone, Default)]
