@@ -1,10 +1,11 @@
 //! Renders the typical `gateway.toml` the tests run on (SPEC §2 keys only), with fresh
-//! random credentials per test, and the `[store]` section for either backend.
+//! random credentials per test, and the `[store]` section for each store (memory, Redis,
+//! Redis Cluster, Redis over TLS).
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use super::{Redis, random_hex};
+use super::{Redis, RedisCluster, RedisTls, random_hex};
 
 /// Fresh credentials for one test. Every client in the config shares `secret` (stored as
 /// `secret_hash`); `alice` logs in with `password`. Random, so a log scan for them means
@@ -42,17 +43,33 @@ pub fn argon2_hash(plain: &str) -> String {
         .to_string()
 }
 
-/// Where tokens live: the embedded memory store, or a private `redis-server` with a key
-/// prefix unique to the test.
+/// Where tokens live: the embedded memory store, or Redis with a key prefix unique to the
+/// test: a private `redis-server`, a private six-node Redis Cluster, or a private TLS-only
+/// `redis-server` (`rediss://`).
 pub struct Store {
     pub redis: Option<Redis>,
+    pub cluster: Option<RedisCluster>,
+    pub tls: Option<(RedisTls, TlsCa)>,
     pub prefix: String,
+}
+
+/// Which CA a `rediss://` store section names as `[store] ca`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsCa {
+    /// The CA that signed the server's certificate: the connection must verify.
+    Right,
+    /// A CA that signed nothing the server presents: the gateway must refuse to start.
+    Unrelated,
+    /// No `ca` key: the system roots, which do not know the test CA either.
+    SystemRoots,
 }
 
 impl Store {
     pub fn memory() -> Store {
         Store {
             redis: None,
+            cluster: None,
+            tls: None,
             prefix: String::new(),
         }
     }
@@ -61,60 +78,70 @@ impl Store {
     pub async fn redis() -> Store {
         Store {
             redis: Some(Redis::start().await),
-            prefix: format!("e2e-{}-{}:", std::process::id(), random_hex(6)),
+            ..Store::memory().with_prefix()
         }
     }
 
-    pub fn is_redis(&self) -> bool {
-        self.redis.is_some()
+    /// Starts a six-node Redis Cluster for this test (`mode = "cluster"`, every node a seed).
+    pub async fn cluster() -> Store {
+        Store {
+            cluster: Some(RedisCluster::start().await),
+            ..Store::memory().with_prefix()
+        }
     }
 
-    /// The Redis server; panics for the memory store.
+    /// Starts a TLS-only `redis-server` for this test; the section names `ca` as chosen.
+    pub async fn redis_tls(ca: TlsCa) -> Store {
+        Store {
+            tls: Some((RedisTls::start().await, ca)),
+            ..Store::memory().with_prefix()
+        }
+    }
+
+    fn with_prefix(mut self) -> Store {
+        self.prefix = format!("e2e-{}-{}:", std::process::id(), random_hex(6));
+        self
+    }
+
+    /// True for every Redis flavour (the nodes of a test may then share the store).
+    pub fn is_redis(&self) -> bool {
+        self.redis.is_some() || self.cluster.is_some() || self.tls.is_some()
+    }
+
+    /// The single Redis server; panics for any other store.
     pub fn redis_mut(&mut self) -> &mut Redis {
         self.redis
             .as_mut()
-            .expect("this test needs the redis store")
+            .expect("this test needs the single redis store")
     }
 
-    /// Every key of this test's Redis with every value, as one text (to check that nothing
-    /// secret is stored in the clear).
-    pub async fn redis_dump(&self) -> String {
-        let redis = self
-            .redis
+    /// The Redis Cluster; panics for any other store.
+    pub fn redis_cluster(&self) -> &RedisCluster {
+        self.cluster
             .as_ref()
-            .expect("this test needs the redis store");
-        let client = redis::Client::open(redis.url()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect to the test redis");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut conn)
-            .await
-            .expect("KEYS");
+            .expect("this test needs the redis cluster store")
+    }
+
+    /// The Redis Cluster, to kill or pause its nodes; panics for any other store.
+    pub fn redis_cluster_mut(&mut self) -> &mut RedisCluster {
+        self.cluster
+            .as_mut()
+            .expect("this test needs the redis cluster store")
+    }
+
+    /// Every key of this test's Redis (every master of a cluster) with every value, as one
+    /// text (to check that nothing secret is stored in the clear).
+    pub async fn redis_dump(&self) -> String {
+        if let Some(redis) = &self.redis {
+            return dump_node(&redis.url()).await;
+        }
+        let cluster = self
+            .cluster
+            .as_ref()
+            .expect("this test needs the redis store (single or cluster)");
         let mut out = String::new();
-        for key in keys {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .expect("TYPE");
-            let command: &[&str] = match kind.as_str() {
-                "string" => &["GET"],
-                "hash" => &["HGETALL"],
-                "set" => &["SMEMBERS"],
-                "zset" => &["ZRANGE", "0", "-1", "WITHSCORES"],
-                "list" => &["LRANGE", "0", "-1"],
-                _ => continue,
-            };
-            let mut cmd = redis::cmd(command[0]);
-            cmd.arg(&key);
-            for arg in &command[1..] {
-                cmd.arg(*arg);
-            }
-            let values: redis::Value = cmd.query_async(&mut conn).await.expect("dump value");
-            out.push_str(&format!("{key} {values:?}\n"));
+        for master in cluster.masters().await {
+            out.push_str(&dump_node(&format!("redis://127.0.0.1:{master}")).await);
         }
         out
     }
@@ -122,15 +149,75 @@ impl Store {
     /// The `[store]` section. `cache_ttl` is long on purpose: anything that must happen
     /// sooner (revocation, expiry) cannot be explained by the cache simply running out.
     pub fn toml(&self) -> String {
-        match &self.redis {
-            None => "[store]\nbackend = \"memory\"\n".to_owned(),
-            Some(redis) => format!(
-                "[store]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"{}\"\ncache_ttl = \"30s\"\n",
-                redis.url(),
-                self.prefix
-            ),
+        let common = format!("prefix = \"{}\"\ncache_ttl = \"30s\"\n", self.prefix);
+        if let Some(redis) = &self.redis {
+            return format!(
+                "[store]\nbackend = \"redis\"\nurl = \"{}\"\n{common}",
+                redis.url()
+            );
         }
+        if let Some(cluster) = &self.cluster {
+            let urls = cluster.urls();
+            let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+            return format!(
+                "[store]\nbackend = \"redis\"\nmode = \"cluster\"\nurls = [{}]\n{common}",
+                toml_list(&urls)
+            );
+        }
+        if let Some((server, ca)) = &self.tls {
+            let ca = match ca {
+                TlsCa::Right => Some(server.ca()),
+                TlsCa::Unrelated => Some(server.unrelated_ca()),
+                TlsCa::SystemRoots => None,
+            };
+            let ca = ca.map_or(String::new(), |path| {
+                format!("ca = \"{}\"\n", path.display())
+            });
+            return format!(
+                "[store]\nbackend = \"redis\"\nurl = \"{}\"\n{ca}{common}",
+                server.url()
+            );
+        }
+        "[store]\nbackend = \"memory\"\n".to_owned()
     }
+}
+
+/// Every key of the Redis at `url` (one node) with its value.
+async fn dump_node(url: &str) -> String {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the test redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let mut out = String::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("TYPE");
+        let command: &[&str] = match kind.as_str() {
+            "string" => &["GET"],
+            "hash" => &["HGETALL"],
+            "set" => &["SMEMBERS"],
+            "zset" => &["ZRANGE", "0", "-1", "WITHSCORES"],
+            "list" => &["LRANGE", "0", "-1"],
+            _ => continue,
+        };
+        let mut cmd = redis::cmd(command[0]);
+        cmd.arg(&key);
+        for arg in &command[1..] {
+            cmd.arg(*arg);
+        }
+        let values: redis::Value = cmd.query_async(&mut conn).await.expect("dump value");
+        out.push_str(&format!("{key} {values:?}\n"));
+    }
+    out
 }
 
 /// The typical config: scopes, routes to one upstream (and one dead port), the confidential

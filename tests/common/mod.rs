@@ -5,6 +5,8 @@
 //! # Layout
 //! - `gateway.rs`: spawn `tollgate run`, wait for its `listening` log lines, capture its logs.
 //! - `redis_server.rs`: a private `redis-server` that can be stopped and started again.
+//! - `redis_cluster.rs`: a private six-node Redis Cluster: failover, pause, slot moves.
+//! - `redis_tls.rs`: a private TLS-only `redis-server` with its own test CA.
 //! - `upstream.rs`: a hyper server that records every request it receives.
 //! - `provider.rs`: an OAuth 2.0 token provider (token, refresh, authorize pages, a protected
 //!   API) for the outbound-credential tests, with switchable failure modes.
@@ -29,7 +31,9 @@ mod gateway;
 mod html;
 mod oauth;
 mod provider;
+mod redis_cluster;
 mod redis_server;
+mod redis_tls;
 mod tls;
 mod upstream;
 mod webdriver;
@@ -40,7 +44,7 @@ pub use admin::{
 };
 pub use cli::{Run, tollgate, tollgate_in};
 pub use client::{Resp, basic_auth, get, post_form, post_form_from, raw, raw_get, send, send_from};
-pub use config::{Creds, GatewayConfig, Store, argon2_hash, client_toml, toml_list};
+pub use config::{Creds, GatewayConfig, Store, TlsCa, argon2_hash, client_toml, toml_list};
 pub use gateway::{Gateway, assert_invalid_token};
 pub use html::{Element, Form, assert_html_page, html_unescape};
 pub use oauth::{
@@ -51,7 +55,9 @@ pub use provider::{
     ApiRequest, Mode, PROVIDER_CLIENT_ID, PROVIDER_CLIENT_SECRET, PROVIDER_PASSWORD, PROVIDER_USER,
     Provider, ProviderClient, Shape, TokenRequest,
 };
+pub use redis_cluster::{RedisCluster, SlotMove, Topology};
 pub use redis_server::Redis;
+pub use redis_tls::RedisTls;
 pub use tls::{Leaf, TestCa, TlsExchange, TlsUpstream, client_config, https_request, load_certs};
 pub use upstream::{Recorded, Upstream, dead_port_url};
 pub use webdriver::{Chromedriver, WebDriver};

@@ -2,6 +2,7 @@
 //! and start again on the same port to simulate a store outage.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -103,7 +104,7 @@ impl Drop for Redis {
 }
 
 /// A port the OS just handed out and we released (never Redis's default 6379).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local addr").port();
@@ -114,17 +115,35 @@ fn free_port() -> u16 {
 }
 
 async fn spawn(port: u16, dir: &TempDir) -> Result<Child, String> {
-    let log_path = dir.path().join(format!("redis-{port}.log"));
+    let args = ["--port".to_owned(), port.to_string()];
+    spawn_server(dir, &format!("redis-{port}"), &args, move || ping(port)).await
+}
+
+/// Starts `redis-server` with `args` after the settings every test server shares (loopback
+/// only, no persistence, its files in `dir`), logging to `<dir>/<name>.log`, and polls
+/// `ready` until it says yes. On failure (exit, or not ready within 10 s) the process is
+/// killed and the error carries its log. Shared by the plain, cluster and TLS servers.
+pub(super) async fn spawn_server<F, Fut>(
+    dir: &TempDir,
+    name: &str,
+    args: &[String],
+    ready: F,
+) -> Result<Child, String>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let log_path = dir.path().join(format!("{name}.log"));
     let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let spawned = Command::new("redis-server")
-        .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--save", ""])
         .args(["--appendonly", "no"])
         .args(["--daemonize", "no"])
         .arg("--dir")
         .arg(dir.path())
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -139,18 +158,19 @@ async fn spawn(port: u16, dir: &TempDir) -> Result<Child, String> {
     };
     let up = poll(UP_WITHIN, || {
         let exited = child.try_wait().ok().flatten();
+        let probe = ready();
         async move {
             if let Some(status) = exited {
                 return Some(Err(format!("redis-server exited ({status})")));
             }
-            ping(port).await.then_some(Ok(()))
+            probe.await.then_some(Ok(()))
         }
     })
     .await;
     let why = match up {
         Some(Ok(())) => return Ok(child),
         Some(Err(why)) => why,
-        None => format!("no PONG on port {port} within {UP_WITHIN:?}"),
+        None => format!("{name} not ready within {UP_WITHIN:?}"),
     };
     let _ = child.kill();
     let _ = child.wait();
@@ -159,7 +179,7 @@ async fn spawn(port: u16, dir: &TempDir) -> Result<Child, String> {
 }
 
 /// True once the server answers `PING` with `+PONG` (not `-LOADING`).
-async fn ping(port: u16) -> bool {
+pub(super) async fn ping(port: u16) -> bool {
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
