@@ -4,15 +4,20 @@
 //! replica takes over), pause and resume every node, and move a slot by hand, stopping
 //! half-way while the gateway serves. Nothing is ever flushed; every node is killed on drop.
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::redis_server::{free_port, ping, spawn_server};
 use super::{TempDir, poll};
 
+mod reshard;
+mod topology;
+
+pub use reshard::SlotMove;
+pub use topology::Topology;
+use topology::{parse_nodes, topology_of};
+
 const NODES: usize = 6;
-const SLOTS: u32 = 16384;
 /// Forming the cluster takes about 2 s here and a failover about 3 s (node timeout 1 s);
 /// this leaves room for a loaded machine.
 const SETTLE_WITHIN: Duration = Duration::from_secs(20);
@@ -24,47 +29,6 @@ struct Node {
     id: String,
     /// `None` once the test killed it.
     child: Option<Child>,
-}
-
-/// Who owns which slots as the live nodes see it (ports, not node ids).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topology {
-    /// Every live master and its slot ranges (inclusive).
-    pub masters: BTreeMap<u16, Vec<(u16, u16)>>,
-    /// Every live replica and the master it follows.
-    pub replicas: BTreeMap<u16, u16>,
-}
-
-impl Topology {
-    /// The master serving `slot`.
-    pub fn owner(&self, slot: u16) -> Option<u16> {
-        self.masters.iter().find_map(|(port, ranges)| {
-            ranges
-                .iter()
-                .any(|(lo, hi)| (*lo..=*hi).contains(&slot))
-                .then_some(*port)
-        })
-    }
-
-    /// The live replicas of `master`.
-    pub fn replicas_of(&self, master: u16) -> Vec<u16> {
-        self.replicas
-            .iter()
-            .filter(|(_, m)| **m == master)
-            .map(|(r, _)| *r)
-            .collect()
-    }
-}
-
-/// A slot caught between two masters by [`RedisCluster::migrate_slot_halfway`]: MIGRATING on
-/// `from`, IMPORTING on `to`, `moved` keys already on `to` and `left` still on `from`.
-#[derive(Debug)]
-pub struct SlotMove {
-    pub slot: u16,
-    pub from: u16,
-    pub to: u16,
-    pub moved: usize,
-    pub left: usize,
 }
 
 pub struct RedisCluster {
@@ -134,7 +98,7 @@ impl RedisCluster {
     /// `CLUSTER KEYSLOT key`.
     pub async fn slot_of(&self, key: &[u8]) -> u16 {
         let port = self.live_ports()[0];
-        let slot: i64 = query(port, &cmd(&["CLUSTER", "KEYSLOT"]).arg(key))
+        let slot: i64 = query(port, cmd(&["CLUSTER", "KEYSLOT"]).arg(key))
             .await
             .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT on {port}: {e}"));
         u16::try_from(slot).expect("slot in range")
@@ -228,74 +192,7 @@ impl RedisCluster {
         self.topology().await
     }
 
-    /// Moves `slot` from master `from` to master `to` completely.
-    pub async fn migrate_slot(&self, slot: u16, from: u16, to: u16) {
-        let pending = self.migrate_slot_halfway(slot, from, to).await;
-        self.finish_migration(pending).await;
-    }
-
-    /// The first half of the resharding steps `redis-cli --cluster reshard` takes:
-    /// `CLUSTER SETSLOT slot IMPORTING` on `to`, `MIGRATING` on `from`, then `MIGRATE`s half
-    /// of the slot's keys (rounded up). The slot stays split until
-    /// [`RedisCluster::finish_migration`]: clients meet `ASK` redirects (and `TRYAGAIN` for
-    /// commands whose keys are on both sides).
-    pub async fn migrate_slot_halfway(&self, slot: u16, from: u16, to: u16) -> SlotMove {
-        let topology = self.topology().await;
-        assert_eq!(topology.owner(slot), Some(from), "{topology:?}");
-        assert!(topology.masters.contains_key(&to), "{to} is not a master");
-        let slot_arg = slot.to_string();
-        let (from_id, to_id) = (self.id(from), self.id(to));
-        self.must(to, &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", from_id])
-            .await;
-        self.must(from, &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", to_id])
-            .await;
-        let keys = self.keys_in_slot(from, slot).await;
-        let moved = keys.len().div_ceil(2);
-        self.migrate_keys(from, to, &keys[..moved]).await;
-        SlotMove {
-            slot,
-            from,
-            to,
-            moved,
-            left: keys.len() - moved,
-        }
-    }
-
-    /// Moves whatever keys are still on the old side (the gateway may have written more
-    /// meanwhile), then `CLUSTER SETSLOT slot NODE to` on `to`, `from` and every other
-    /// master; returns once every node agrees that `to` owns the slot.
-    pub async fn finish_migration(&self, pending: SlotMove) {
-        let SlotMove { slot, from, to, .. } = pending;
-        let mut rounds = 0;
-        loop {
-            let keys = self.keys_in_slot(from, slot).await;
-            if keys.is_empty() {
-                break;
-            }
-            rounds += 1;
-            assert!(rounds <= 100, "slot {slot} keeps filling up on {from}");
-            self.migrate_keys(from, to, &keys).await;
-        }
-        let slot_arg = slot.to_string();
-        let to_id = self.id(to);
-        let mut order = vec![to, from];
-        order.extend(
-            self.masters()
-                .await
-                .into_iter()
-                .filter(|m| ![to, from].contains(m)),
-        );
-        for port in order {
-            self.must(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", to_id])
-                .await;
-        }
-        self.wait_for("the moved slot's new owner to be agreed", |t| {
-            t.owner(slot) == Some(to)
-        })
-        .await;
-    }
-
-    fn id(&self, port: u16) -> &str {
+    pub(super) fn id(&self, port: u16) -> &str {
         &self
             .nodes
             .iter()
@@ -304,34 +201,11 @@ impl RedisCluster {
             .id
     }
 
-    async fn must(&self, port: u16, args: &[&str]) {
+    pub(super) async fn must(&self, port: u16, args: &[&str]) {
         let reply: String = query(port, &cmd(args))
             .await
             .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"));
         assert_eq!(reply, "OK", "{args:?} on {port}");
-    }
-
-    async fn keys_in_slot(&self, port: u16, slot: u16) -> Vec<Vec<u8>> {
-        let args = ["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "1000"];
-        query(port, &cmd(&args))
-            .await
-            .unwrap_or_else(|e| panic!("CLUSTER GETKEYSINSLOT on {port}: {e}"))
-    }
-
-    async fn migrate_keys(&self, from: u16, to: u16, keys: &[Vec<u8>]) {
-        if keys.is_empty() {
-            return;
-        }
-        let mut command = cmd(&["MIGRATE", "127.0.0.1", &to.to_string(), "", "0", "1500"]);
-        command.arg("KEYS");
-        for key in keys {
-            command.arg(&key[..]);
-        }
-        // NOKEY: every key named had expired or been deleted meanwhile; nothing to move.
-        let reply: String = query(from, &command)
-            .await
-            .unwrap_or_else(|e| panic!("MIGRATE from {from} to {to}: {e}"));
-        assert!(reply == "OK" || reply == "NOKEY", "MIGRATE said {reply}");
     }
 
     fn signal_all(&self, signal: &str) {
@@ -351,7 +225,7 @@ impl RedisCluster {
     /// topology, it covers every slot, every replica's link to its master is up, and `done`
     /// holds for it; panics naming `what` and the
     /// last disagreement otherwise.
-    async fn wait_for(&self, what: &str, done: impl Fn(&Topology) -> bool) -> Topology {
+    pub(super) async fn wait_for(&self, what: &str, done: impl Fn(&Topology) -> bool) -> Topology {
         let done = &done;
         let this = self;
         let agreed = poll(SETTLE_WITHIN, move || async move {
@@ -483,7 +357,7 @@ async fn start_node(dir: &TempDir) -> Node {
     );
 }
 
-fn cmd(args: &[&str]) -> redis::Cmd {
+pub(super) fn cmd(args: &[&str]) -> redis::Cmd {
     let mut command = redis::Cmd::new();
     for arg in args {
         command.arg(*arg);
@@ -492,7 +366,10 @@ fn cmd(args: &[&str]) -> redis::Cmd {
 }
 
 /// One command on one node over a fresh connection, bounded by [`COMMAND_TIMEOUT`].
-async fn query<T: redis::FromRedisValue>(port: u16, command: &redis::Cmd) -> Result<T, String> {
+pub(super) async fn query<T: redis::FromRedisValue>(
+    port: u16,
+    command: &redis::Cmd,
+) -> Result<T, String> {
     let attempt = async {
         let client =
             redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
@@ -511,96 +388,4 @@ async fn query<T: redis::FromRedisValue>(port: u16, command: &redis::Cmd) -> Res
     tokio::time::timeout(COMMAND_TIMEOUT, attempt)
         .await
         .map_err(|_| format!("no answer from {port} within {COMMAND_TIMEOUT:?}"))?
-}
-
-/// One line of `CLUSTER NODES`.
-struct NodeLine {
-    id: String,
-    port: u16,
-    flags: Vec<String>,
-    master: Option<String>,
-    slots: Vec<(u16, u16)>,
-}
-
-/// `<id> <ip:port@cport[,hostname]> <flags> <master|-> <ping> <pong> <epoch> <link>
-/// <slot>...`; `[slot->-id]` / `[slot-<-id]` entries (open migrations) are skipped.
-fn parse_nodes(text: &str) -> Result<Vec<NodeLine>, String> {
-    let mut nodes = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let bad = || format!("cannot read CLUSTER NODES line {line:?}");
-        if fields.len() < 8 {
-            return Err(bad());
-        }
-        let port = fields[1]
-            .split('@')
-            .next()
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(bad)?;
-        let mut slots = Vec::new();
-        for entry in fields[8..].iter().filter(|e| !e.starts_with('[')) {
-            let (lo, hi) = entry.split_once('-').unwrap_or((entry, entry));
-            slots.push((
-                lo.parse().map_err(|_| bad())?,
-                hi.parse().map_err(|_| bad())?,
-            ));
-        }
-        nodes.push(NodeLine {
-            id: fields[0].to_owned(),
-            port,
-            flags: fields[2].split(',').map(str::to_owned).collect(),
-            master: (fields[3] != "-").then(|| fields[3].to_owned()),
-            slots,
-        });
-    }
-    Ok(nodes)
-}
-
-/// One node's view reduced to the live nodes; an error while the view is not settled (a
-/// live node missing or suspected, a dead one still owning slots, slots unassigned).
-fn topology_of(lines: &[NodeLine], live: &[u16]) -> Result<Topology, String> {
-    let port_of: BTreeMap<&str, u16> = lines.iter().map(|l| (l.id.as_str(), l.port)).collect();
-    let mut topology = Topology {
-        masters: BTreeMap::new(),
-        replicas: BTreeMap::new(),
-    };
-    for &port in live {
-        let line = lines
-            .iter()
-            .find(|l| l.port == port)
-            .ok_or_else(|| format!("{port} not known"))?;
-        let unsettled = ["fail", "fail?", "handshake", "noaddr"];
-        if line.flags.iter().any(|f| unsettled.contains(&f.as_str())) {
-            return Err(format!("{port} flagged {:?}", line.flags));
-        }
-    }
-    let mut covered = 0u32;
-    for line in lines {
-        let is_live = live.contains(&line.port);
-        if !is_live {
-            if !line.slots.is_empty() {
-                return Err(format!("dead node {} still owns slots", line.port));
-            }
-            continue;
-        }
-        if line.flags.iter().any(|f| f == "master") {
-            let mut ranges = line.slots.clone();
-            ranges.sort_unstable();
-            covered += ranges
-                .iter()
-                .map(|(lo, hi)| u32::from(hi - lo) + 1)
-                .sum::<u32>();
-            topology.masters.insert(line.port, ranges);
-        } else if let Some(master) = &line.master {
-            let master = port_of
-                .get(master.as_str())
-                .ok_or_else(|| format!("{} follows an unknown node", line.port))?;
-            topology.replicas.insert(line.port, *master);
-        }
-    }
-    if covered != SLOTS {
-        return Err(format!("{covered} of {SLOTS} slots assigned"));
-    }
-    Ok(topology)
 }
