@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::cache::TokenCache;
-use super::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use super::redis::conn::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::token::TokenHash;
 
 /// How often the subscription connection is pinged to notice a silent network loss.
@@ -16,15 +16,21 @@ const SUBSCRIPTION_PING: Duration = Duration::from_millis(500);
 /// Keeps this node subscribed to revocations for as long as the store lives. The cache is
 /// trusted only while the subscription is up: when it drops, the cache is emptied and
 /// bypassed until a new subscription is confirmed, so no revocation can be missed.
-pub async fn subscribe(client: redis::Client, channel: String, cache: Arc<TokenCache>) {
+///
+/// `seeds` are the servers that may carry the channel: the one Redis, or a cluster's seed
+/// nodes (every node of a cluster delivers every message, so any one will do). After a
+/// failure the next seed is tried, so losing the subscribed node to a failover costs one
+/// reconnection, not the cache for as long as that node is down.
+pub async fn subscribe(seeds: Vec<redis::Client>, channel: String, cache: Arc<TokenCache>) {
     let mut backoff = Duration::from_millis(50);
-    loop {
-        if let Err(e) = follow(&client, &channel, &cache).await {
+    for client in seeds.iter().cycle() {
+        if let Err(e) = follow(client, &channel, &cache).await {
             tracing::warn!(error = %e, "revocation subscription lost; local token cache disabled until it is back");
         }
+        // `set_live(false)` empties the cache: whatever was published meanwhile is moot.
         cache.set_live(false);
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        backoff = (backoff * 2).min(Duration::from_millis(500));
     }
 }
 
@@ -37,7 +43,11 @@ async fn follow(
     let mut pubsub = connect.await.map_err(|_| {
         redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
     })??;
-    pubsub.subscribe(channel).await?;
+    tokio::time::timeout(RESPONSE_TIMEOUT, pubsub.subscribe(channel))
+        .await
+        .map_err(|_| {
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        })??;
     let (mut sink, mut messages) = pubsub.split();
     cache.set_live(true);
     tracing::info!(

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Validator<'_> {
-    pub(super) fn store(&mut self, raw: Option<super::raw::RawStore>) -> StoreConfig {
+    pub(super) fn store(&mut self, raw: Option<super::raw::RawStore>, base: &Path) -> StoreConfig {
         let Some(raw) = raw else {
             return StoreConfig {
                 backend: Backend::Memory,
@@ -23,61 +23,15 @@ impl Validator<'_> {
                         );
                     }
                 }
+                if let Some(ca) = &raw.ca {
+                    self.err(
+                        ca,
+                        "`ca` is only used with backend = \"redis\" and rediss://",
+                    );
+                }
                 Backend::Memory
             }
-            "redis" => {
-                if let Some(mode) = &raw.mode {
-                    match self.string(mode).as_str() {
-                        "standalone" => {}
-                        "cluster" => self.err(
-                            mode,
-                            "mode = \"cluster\" is not supported by this build yet; use one Redis server",
-                        ),
-                        other => self.err(
-                            mode,
-                            format!("unknown mode {other:?} (expected \"standalone\" or \"cluster\")"),
-                        ),
-                    }
-                }
-                let url = match (&raw.url, &raw.urls) {
-                    (Some(url), None) => Some((self.string(url), url.span())),
-                    (None, Some(urls)) if urls.get_ref().len() == 1 => {
-                        let u = &urls.get_ref()[0];
-                        Some((self.string(u), u.span()))
-                    }
-                    (None, Some(urls)) => {
-                        self.d.error(
-                            urls.span(),
-                            "several `urls` need mode = \"cluster\"; use `url` for one server",
-                        );
-                        None
-                    }
-                    (Some(url), Some(_)) => {
-                        self.err(url, "set either `url` or `urls`, not both");
-                        None
-                    }
-                    (None, None) => {
-                        self.err(&raw.backend, "backend = \"redis\" needs `url`");
-                        None
-                    }
-                };
-                let url = url.map(|(url, span)| {
-                    if url.starts_with("rediss://") {
-                        self.d.error(
-                            span,
-                            "rediss:// (TLS to Redis) is not supported by this build yet",
-                        );
-                    } else if !url.starts_with("redis://") {
-                        self.d.error(span, "Redis URL must start with redis://");
-                    } else if let Err(e) = redis::Client::open(url.as_str()) {
-                        self.d.error(span, format!("invalid Redis URL: {e}"));
-                    }
-                    url
-                });
-                Backend::Redis {
-                    url: url.unwrap_or_default(),
-                }
-            }
+            "redis" => Backend::Redis(self.redis(&raw, base)),
             other => {
                 self.err(
                     &raw.backend,
@@ -90,6 +44,16 @@ impl Validator<'_> {
             .prefix
             .as_ref()
             .map_or_else(|| "tollgate:".to_owned(), |p| self.string(p));
+        // Keys carry Redis Cluster hash tags after the prefix; a brace in the prefix would
+        // become the tag of every key and put the whole store in one slot.
+        if let Some(p) = &raw.prefix
+            && prefix.contains(['{', '}'])
+        {
+            self.err(
+                p,
+                "prefix may not contain `{` or `}` (they are Redis Cluster hash tags)",
+            );
+        }
         let cache_ttl = self.duration_or(&raw.cache_ttl, Duration::from_secs(30));
         let cache_capacity = match &raw.cache_capacity {
             Some(n) if *n.get_ref() < 0 => {
@@ -107,6 +71,104 @@ impl Validator<'_> {
             cache_ttl,
             cache_capacity,
             encryption_key,
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// `url`/`urls`, `mode` and `ca` of a Redis store.
+    fn redis(&mut self, raw: &super::raw::RawStore, base: &Path) -> RedisConfig {
+        let cluster = match raw.mode.as_ref().map(|m| (m, self.string(m))) {
+            None => false,
+            Some((_, mode)) if mode == "standalone" => false,
+            Some((_, mode)) if mode == "cluster" => true,
+            Some((at, other)) => {
+                self.err(
+                    at,
+                    format!("unknown mode {other:?} (expected \"standalone\" or \"cluster\")"),
+                );
+                false
+            }
+        };
+        let urls: Vec<(String, std::ops::Range<usize>)> = match (&raw.url, &raw.urls) {
+            (Some(url), None) => vec![(self.string(url), url.span())],
+            (None, Some(urls)) if urls.get_ref().is_empty() => {
+                self.d.error(urls.span(), "`urls` lists no server");
+                Vec::new()
+            }
+            (None, Some(urls)) if urls.get_ref().len() > 1 && !cluster => {
+                self.d.error(
+                    urls.span(),
+                    "several `urls` need mode = \"cluster\"; use `url` for one server",
+                );
+                Vec::new()
+            }
+            (None, Some(urls)) => urls
+                .get_ref()
+                .iter()
+                .map(|u| (self.string(u), u.span()))
+                .collect(),
+            (Some(url), Some(_)) => {
+                self.err(url, "set either `url` or `urls`, not both");
+                Vec::new()
+            }
+            (None, None) => {
+                let needs = if cluster {
+                    "`urls` (the seed nodes)"
+                } else {
+                    "`url`"
+                };
+                self.err(&raw.backend, format!("backend = \"redis\" needs {needs}"));
+                Vec::new()
+            }
+        };
+        let mut tls = None;
+        for (url, span) in &urls {
+            let this_tls = if url.starts_with("rediss://") {
+                true
+            } else if url.starts_with("redis://") {
+                false
+            } else {
+                self.d.error(
+                    span.clone(),
+                    "Redis URL must start with redis:// or rediss://",
+                );
+                continue;
+            };
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                self.d
+                    .error(span.clone(), format!("invalid Redis URL: {e}"));
+            }
+            match tls {
+                Some(earlier) if earlier != this_tls => self.d.error(
+                    span.clone(),
+                    "mix of redis:// and rediss:// seeds; use one for all",
+                ),
+                _ => tls = Some(this_tls),
+            }
+        }
+        let ca = raw.ca.as_ref().and_then(|at| {
+            if tls == Some(false) {
+                self.err(at, "`ca` needs rediss:// (TLS) URLs");
+                return None;
+            }
+            let file = base.join(self.string(at));
+            match crate::config::tls::client_config(&file) {
+                Err(e) => {
+                    self.err(at, e);
+                    None
+                }
+                Ok(_) => std::fs::read(&file)
+                    .map_err(|e| {
+                        self.err(at, format!("cannot read CA file {}: {e}", file.display()))
+                    })
+                    .ok(),
+            }
+        });
+        RedisConfig {
+            urls: urls.into_iter().map(|(u, _)| u).collect(),
+            cluster,
+            ca,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::token::now_millis;
 
 impl RedisStore {
     pub(super) fn record_key(&self, kind: RecordKind, key: &str) -> String {
-        format!("{}{}{}", self.prefix, kind.key_part(), key)
+        self.keys.record(kind, key)
     }
 
     pub async fn put_record(
