@@ -14,7 +14,9 @@ use super::keys::Keys;
 pub(super) mod conn;
 mod records;
 
-use super::scripts::{CREATE_ONCE, REVOKE_GRANT, ROTATE, SET_IF_EXISTS, USE_ONCE};
+use super::scripts::{
+    CREATE_ONCE, INDEX, ISSUE, PUT, REVOKE_GRANT, ROTATE, SET_IF_EXISTS, TAKE, USE_ONCE,
+};
 use super::subscription;
 use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, keep_until};
 use crate::config::{Client, RedisConfig};
@@ -26,8 +28,14 @@ pub struct RedisStore {
     keys: Keys,
     channel: String,
     set_if_exists: Script,
+    issue: Script,
     rotate: Script,
     revoke_grant: Script,
+    take: Script,
+    index: Script,
+    put: Script,
+    /// Clients this node has added to `Keys::indexed_clients`.
+    indexed: dashmap::DashSet<Arc<str>>,
     use_once: Script,
     create_once: Script,
     subscriber: Option<tokio::task::JoinHandle<()>>,
@@ -73,14 +81,10 @@ impl RedisStore {
         let conn = conn::open(config).map_err(unavailable)?;
         let keys = Keys::new(prefix);
         let channel = keys.channel();
-        // Any node of a cluster carries every Pub/Sub message (they are broadcast over the
-        // cluster bus), so the subscription may use whichever seed answers.
-        let seeds = config
-            .urls
-            .iter()
-            .map(|url| conn::client(url, config))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
+        let seeds = subscription::Seeds {
+            config: config.clone(),
+            cluster: config.cluster.then(|| conn.clone()),
+        };
         let subscriber =
             cache.map(|cache| tokio::spawn(subscription::subscribe(seeds, channel.clone(), cache)));
         Ok(RedisStore {
@@ -88,7 +92,12 @@ impl RedisStore {
             keys,
             channel,
             set_if_exists: Script::new(SET_IF_EXISTS),
+            issue: Script::new(ISSUE),
             rotate: Script::new(ROTATE),
+            take: Script::new(TAKE),
+            index: Script::new(INDEX),
+            put: Script::new(PUT),
+            indexed: dashmap::DashSet::new(),
             revoke_grant: Script::new(REVOKE_GRANT),
             use_once: Script::new(USE_ONCE),
             create_once: Script::new(CREATE_ONCE),
@@ -137,39 +146,36 @@ impl RedisStore {
             &access.grant_id,
             [Some(access_hash), refresh.map(|(h, _)| h)],
         );
-        // The grant's keys, in one slot: one transaction.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let key = self.access_key(access_hash);
-        pipe.hset(&key, "r", serde_json::to_string(access).map_err(corrupt)?)
-            .ignore();
-        if let Some(until) = keep_until(access.expires_at) {
-            pipe.cmd("PEXPIREAT").arg(&key).arg(until).ignore();
-        }
-        let grant = self.grant_key(&access.grant_id);
-        pipe.sadd(&grant, format!("a:{}", access_hash.to_hex()))
-            .ignore();
+        let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
+        let access_key = self.access_key(access_hash);
+        let mut script = self.issue.prepare_invoke();
+        script
+            .key(&access_key)
+            .key(self.grant_key(&access.grant_id))
+            .key(refresh.map_or_else(|| access_key.clone(), |(h, _)| self.refresh_key(h)))
+            .arg(serde_json::to_string(access).map_err(corrupt)?)
+            .arg(until(access.expires_at))
+            .arg(access_hash.to_hex());
         // The grant set lives as long as its longest-lived member.
         let mut grant_until = keep_until(access.expires_at);
-        if let Some((hash, token)) = refresh {
-            let key = self.refresh_key(hash);
-            pipe.hset(&key, "r", serde_json::to_string(token).map_err(corrupt)?)
-                .ignore();
-            if let Some(until) = keep_until(token.expires_at) {
-                pipe.cmd("PEXPIREAT").arg(&key).arg(until).ignore();
+        match refresh {
+            Some((hash, token)) => {
+                script
+                    .arg(serde_json::to_string(token).map_err(corrupt)?)
+                    .arg(until(token.expires_at))
+                    .arg(hash.to_hex());
+                grant_until = grant_until
+                    .zip(keep_until(token.expires_at))
+                    .map(|(a, b)| a.max(b));
             }
-            pipe.sadd(&grant, format!("r:{}", hash.to_hex())).ignore();
-            grant_until = match (grant_until, keep_until(token.expires_at)) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
+            None => {
+                script.arg("").arg("").arg("");
+            }
         }
-        match grant_until {
-            Some(until) => pipe.cmd("PEXPIREAT").arg(&grant).arg(until).ignore(),
-            None => pipe.cmd("PERSIST").arg(&grant).ignore(),
-        };
+        script.arg(grant_until.map_or_else(String::new, |t| t.to_string()));
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
+        script
+            .invoke_async::<i64>(&mut conn)
             .await
             .map_err(unavailable)?;
         self.index(access_hash, access).await;
@@ -185,22 +191,30 @@ impl RedisStore {
         let hex = hash.to_hex();
         let mut conn = self.conn.clone();
         for index in self.index_keys(access) {
-            let mut pipe = redis::pipe();
-            pipe.cmd("ZADD").arg(&index).arg(&score).arg(&hex).ignore();
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(&index)
-                .arg("-inf")
-                .arg(format!("({now}"))
-                .ignore();
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            let indexed = self
+                .index
+                .key(&index)
+                .arg(&score)
+                .arg(&hex)
+                .arg(now)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+            if let Err(e) = indexed {
                 tracing::warn!(index, error = %e, "token index not updated; the admin listing may miss a token");
             }
+        }
+        // The set of indexed clients only grows: once per client and node is enough.
+        if self.indexed.contains(&*access.client_id) {
+            return;
         }
         let added: redis::RedisResult<()> = conn
             .sadd(self.keys.indexed_clients(), &*access.client_id)
             .await;
-        if let Err(e) = added {
-            tracing::warn!(error = %e, "client not added to the token index");
+        match added {
+            Ok(()) => {
+                self.indexed.insert(access.client_id.clone());
+            }
+            Err(e) => tracing::warn!(error = %e, "client not added to the token index"),
         }
     }
 

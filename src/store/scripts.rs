@@ -7,6 +7,49 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1";
 
+/// Stores a new grant's access token and, when there is one, its refresh token, all or
+/// nothing. A script rather than MULTI/EXEC: on a cluster, a script sent to a node that no
+/// longer owns the slot gets a plain MOVED, which the client follows and learns from,
+/// where a transaction is only aborted.
+///
+/// KEYS: 1 access, 2 grant, 3 refresh (or the access key again when there is none).
+/// ARGV: 1 access JSON, 2 access keep-until or '', 3 access hex, 4 refresh JSON or '',
+/// 5 refresh keep-until or '', 6 refresh hex, 7 grant keep-until or '' (never).
+pub const ISSUE: &str = r"
+redis.call('HSET', KEYS[1], 'r', ARGV[1])
+if ARGV[2] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+redis.call('SADD', KEYS[2], 'a:' .. ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[3], 'r', ARGV[4])
+  if ARGV[5] ~= '' then redis.call('PEXPIREAT', KEYS[3], ARGV[5]) end
+  redis.call('SADD', KEYS[2], 'r:' .. ARGV[6])
+end
+if ARGV[7] == '' then
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('PEXPIREAT', KEYS[2], ARGV[7])
+end
+return 1";
+
+/// Adds a token to an admin index (a sorted set scored by when the token's record expires)
+/// and prunes the members whose records are gone. KEYS: 1 index. ARGV: 1 score, 2 hex, 3 now.
+pub const INDEX: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+return 1";
+
+/// Stores a record with its expiry. KEYS: 1 record. ARGV: 1 value, 2 ttl ms.
+pub const PUT: &str = r"
+redis.call('HSET', KEYS[1], 'r', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1";
+
+/// Removes a record and returns its value: of concurrent callers, one gets it.
+pub const TAKE: &str = r"
+local value = redis.call('HGET', KEYS[1], 'r')
+redis.call('DEL', KEYS[1])
+return value";
+
 /// One refresh-token rotation, all or nothing (see `TokenStore::rotate_refresh`).
 /// Returns 1 = rotated, 0 = retired before, -1 = missing or expired, -2 = it or its grant
 /// was revoked. Every check comes before the first write, and the old token is retired by
