@@ -172,3 +172,80 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Backend, Config, RedisConfig};
+
+    const REST: &str = r#"[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080"
+"#;
+
+    fn load(store: &str) -> Result<Config, Vec<String>> {
+        let src = format!("[store]\n{store}\n{REST}");
+        Config::from_str_with_env(Path::new("gw.toml"), &src, &|_| None).map_err(|e| e.0)
+    }
+
+    fn redis(store: &str) -> RedisConfig {
+        match load(store).expect("loads").store.backend {
+            Backend::Redis(r) => r,
+            Backend::Memory => panic!("memory store"),
+        }
+    }
+
+    fn error(store: &str) -> String {
+        load(store).err().expect("refused").join("\n")
+    }
+
+    #[test]
+    fn a_cluster_is_its_seed_nodes() {
+        let r = redis(
+            "backend = \"redis\"\nmode = \"cluster\"\nurls = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]",
+        );
+        assert!(r.cluster);
+        assert_eq!(r.urls, ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]);
+        // One seed is enough (the client learns the rest), given as `url` or `urls`.
+        assert!(redis("backend = \"redis\"\nmode = \"cluster\"\nurl = \"redis://h:7000\"").cluster);
+        assert!(!redis("backend = \"redis\"\nurl = \"rediss://h:6380/0\"").cluster);
+    }
+
+    #[test]
+    fn cluster_and_tls_mistakes_are_located() {
+        assert_eq!(
+            error("backend = \"redis\"\nurls = [\"redis://a:1\", \"redis://b:1\"]"),
+            "gw.toml:3:8: several `urls` need mode = \"cluster\"; use `url` for one server"
+        );
+        assert_eq!(
+            error("backend = \"redis\"\nmode = \"cluster\""),
+            "gw.toml:2:11: backend = \"redis\" needs `urls` (the seed nodes)"
+        );
+        assert_eq!(
+            error("backend = \"redis\"\nmode = \"sentinel\"\nurl = \"redis://a:1\""),
+            "gw.toml:3:8: unknown mode \"sentinel\" (expected \"standalone\" or \"cluster\")"
+        );
+        assert_eq!(
+            error("backend = \"redis\"\nmode = \"cluster\"\nurls = [\"redis://a:1\", \"rediss://b:1\"]"),
+            "gw.toml:4:24: mix of redis:// and rediss:// seeds; use one for all"
+        );
+        assert_eq!(
+            error("backend = \"redis\"\nurl = \"redis://a:1\"\nca = \"ca.pem\""),
+            "gw.toml:4:6: `ca` needs rediss:// (TLS) URLs"
+        );
+        assert_eq!(
+            error("backend = \"redis\"\nurl = \"http://a:1\""),
+            "gw.toml:3:7: Redis URL must start with redis:// or rediss://"
+        );
+        assert_eq!(
+            error("backend = \"redis\"\nurl = \"redis://a:1\"\nprefix = \"tg{x}:\""),
+            "gw.toml:4:10: prefix may not contain `{` or `}` (they are Redis Cluster hash tags)"
+        );
+        let missing = error("backend = \"redis\"\nurl = \"rediss://a:1\"\nca = \"/nonexistent/ca.pem\"");
+        assert!(
+            missing.starts_with("gw.toml:4:6: cannot read CA file /nonexistent/ca.pem"),
+            "{missing}"
+        );
+    }
+}
