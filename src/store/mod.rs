@@ -7,6 +7,7 @@
 //! (`lookup_access`) stays a direct call.
 
 mod cache;
+pub mod counters;
 mod memory;
 mod records;
 mod redis;

@@ -31,6 +31,7 @@ use redis::{AsyncCommands, Script};
 
 use super::cache::TokenCache;
 mod records;
+mod throttle;
 
 use super::scripts::{CREATE_ONCE, MARK_GRANT, ROTATE, SET_IF_EXISTS, USE_ONCE};
 use super::subscription;
