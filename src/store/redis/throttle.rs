@@ -6,6 +6,11 @@
 //! Redis Cluster the counters of one check (pair, account, address) sit in different slots,
 //! so `throttle` takes them one by one and gives back those already taken when a later one
 //! refuses. A key holds nothing but counts, so the scripts need no other key to be right.
+//!
+//! Unlike the in-process counters, a window's checks in flight end with its key; a check
+//! still running then has its failure counted in a new window that its answer starts, so
+//! no failure is lost, and at a window's edge at most a limit's worth more can be verified,
+//! as with any fixed window.
 
 use std::sync::LazyLock;
 use std::time::Duration;
