@@ -7,6 +7,7 @@
 //! (`lookup_access`) stays a direct call.
 
 mod cache;
+pub mod counters;
 pub mod keys;
 mod memory;
 mod records;

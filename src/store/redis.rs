@@ -13,6 +13,7 @@ use super::cache::TokenCache;
 use super::keys::Keys;
 pub(super) mod conn;
 mod records;
+mod throttle;
 
 use super::scripts::{
     CREATE_ONCE, INDEX, ISSUE, PUT, REVOKE_GRANT, ROTATE, SET_IF_EXISTS, TAKE, USE_ONCE,
