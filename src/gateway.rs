@@ -176,10 +176,10 @@ impl Gateway {
         let metrics = Arc::clone(store.metrics());
         Gateway {
             outbound: Outbound::new(&config, store.clone()),
+            throttle: Throttle::for_store(&store),
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             store,
             ids: RequestIds::new(),
-            throttle: Throttle::default(),
             metrics,
         }
     }

@@ -69,6 +69,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
     mut reloads: impl futures_util::Stream<Item = ()> + Unpin + Send,
 ) -> Result<(), StoreError> {
+    TokenStore::verify_tls(&config.store)
+        .await
+        .map_err(StoreError::Unavailable)?;
     let store = TokenStore::open(&config.store)?;
     let grace = config.server.shutdown_grace;
     let gateway = Arc::new(Gateway::new(config, store));

@@ -22,13 +22,82 @@ pub fn generate() -> Result<String, getrandom::Error> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// SHA-256 of a token: the only form in which a token is stored or cached.
+/// Hex digits of a grant's slot tag at the start of each of its tokens (see [`SlotTag`]).
+const TAG_DIGITS: usize = 4;
+
+/// Where a grant's records live on a Redis Cluster: 16 bits, written as 4 hex digits, the
+/// same for a grant, its access and refresh tokens and its authorization code, so that one
+/// script can change all of them atomically (they share a hash tag, hence a slot). Tags are
+/// random per grant, so grants spread over the whole cluster.
+///
+/// A token carries its grant's tag in the clear as its first 4 characters (the token's
+/// 256 random bits follow), because a bearer token is looked up by itself alone: the tag is
+/// how the lookup finds the grant's slot. The tag says nothing about the grant beyond that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotTag(u16);
+
+impl SlotTag {
+    /// The tag of a grant: the first 4 digits of its (random, hex) id; any other id (none are
+    /// made, but a record could hold one) gets the tag of its SHA-256.
+    pub fn of_grant(grant_id: &str) -> SlotTag {
+        parse_tag(grant_id.as_bytes()).unwrap_or_else(|| {
+            let d = Sha256::digest(grant_id.as_bytes());
+            SlotTag(u16::from_be_bytes([d[0], d[1]]))
+        })
+    }
+
+    /// The 4 lowercase hex digits, as they appear in tokens and in Redis hash tags.
+    pub fn hex(self) -> String {
+        format!("{:04x}", self.0)
+    }
+}
+
+/// The tag at the start of a token or grant id, if it starts with 4 lowercase hex digits.
+fn parse_tag(text: &[u8]) -> Option<SlotTag> {
+    let digits = text.get(..TAG_DIGITS)?;
+    let mut tag = 0u16;
+    for &c in digits {
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        tag = tag << 4 | u16::from(v);
+    }
+    Some(SlotTag(tag))
+}
+
+/// Length of a token made by [`generate_for`]: the tag, then 43 base64url characters.
+const TAGGED_LEN: usize = TAG_DIGITS + 43;
+
+/// Makes a new token for a grant: its slot tag, then 256 random bits (base64url).
+pub fn generate_for(tag: SlotTag) -> Result<String, getrandom::Error> {
+    let mut text = tag.hex();
+    text.push_str(&generate()?);
+    Ok(text)
+}
+
+/// SHA-256 of a token: the only form in which a token is stored or cached. For a token made
+/// by [`generate_for`], the first two bytes are replaced by the token's slot tag (leaving
+/// 240 bits of the digest), so the hash alone names the slot of the token's grant; for any
+/// other text it is the plain digest, and its first two bytes serve as its tag.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenHash(pub [u8; 32]);
 
 impl TokenHash {
     pub fn of(token: &str) -> TokenHash {
-        TokenHash(Sha256::digest(token.as_bytes()).into())
+        let mut digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if token.len() == TAGGED_LEN
+            && let Some(SlotTag(tag)) = parse_tag(token.as_bytes())
+        {
+            digest[..2].copy_from_slice(&tag.to_be_bytes());
+        }
+        TokenHash(digest)
+    }
+
+    /// The slot tag of the grant this token belongs to (see [`SlotTag`]).
+    pub fn tag(&self) -> SlotTag {
+        SlotTag(u16::from_be_bytes([self.0[0], self.0[1]]))
     }
 
     pub fn to_hex(&self) -> String {
@@ -221,6 +290,29 @@ mod tests {
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+    }
+
+    #[test]
+    fn a_grants_tokens_carry_its_tag_into_their_hashes() {
+        let grant = new_grant_id().expect("rng");
+        let tag = SlotTag::of_grant(&grant);
+        assert_eq!(tag.hex(), grant[..4]);
+        let a = generate_for(tag).expect("rng");
+        let b = generate_for(tag).expect("rng");
+        assert_eq!(a.len(), TAGGED_LEN);
+        assert_ne!(a, b);
+        assert_eq!(TokenHash::of(&a).tag(), tag);
+        assert_eq!(TokenHash::of(&b).tag(), tag);
+        // The rest of the digest is the token's own: two tokens of a grant differ there.
+        assert_ne!(TokenHash::of(&a), TokenHash::of(&b));
+        assert_eq!(TokenHash::of(&a).0[2..], Sha256::digest(a.as_bytes())[2..]);
+        // Anything else hashes plainly (the RFC test vector below), whatever it starts with.
+        let plain = format!("{}x", &a[..TAGGED_LEN - 2]);
+        assert_eq!(
+            TokenHash::of(&plain).0,
+            <[u8; 32]>::from(Sha256::digest(plain.as_bytes()))
+        );
+        assert_eq!(SlotTag::of_grant("not-hex").hex().len(), 4);
     }
 
     #[test]

@@ -22,7 +22,7 @@ both_backends!(
 fn open(store: &Store) -> TokenStore {
     let backend = match &store.redis {
         None => Backend::Memory,
-        Some(redis) => Backend::Redis { url: redis.url() },
+        Some(redis) => Backend::Redis(tollgate::config::RedisConfig::single(redis.url())),
     };
     TokenStore::open(&StoreConfig {
         backend,
@@ -59,11 +59,21 @@ fn refresh(grant: &str) -> RefreshToken {
 }
 
 /// A new grant with one access and one refresh token; returns the refresh token's hash.
+/// A token hash of `grant`'s: tagged with its slot (as the gateway's tokens are, see
+/// `token::SlotTag`), so the grant's records share a Redis Cluster slot; `name` keeps it
+/// distinct and repeatable.
+fn token_of(grant: &str, name: &str) -> TokenHash {
+    let tag = tollgate::token::SlotTag::of_grant(grant).hex();
+    let text = format!("{tag}{name:->43}");
+    assert_eq!(text.len(), 47, "name too long: {name}");
+    TokenHash::of(&text)
+}
+
 async fn new_grant(store: &TokenStore, grant: &str) -> TokenHash {
-    let r = TokenHash::of(&format!("{grant}-r0"));
+    let r = token_of(grant, &format!("{grant}-r0"));
     store
         .issue(
-            &TokenHash::of(&format!("{grant}-a0")),
+            &token_of(grant, &format!("{grant}-a0")),
             &access(grant, Some(now_millis() + 600_000)),
             Some((&r, &refresh(grant))),
         )
@@ -81,8 +91,8 @@ async fn rotate(
     access_expires: Option<u64>,
 ) -> (Rotate, TokenHash, TokenHash) {
     let (a, r) = (
-        TokenHash::of(&format!("a-{tag}")),
-        TokenHash::of(&format!("r-{tag}")),
+        token_of(grant, &format!("a-{tag}")),
+        token_of(grant, &format!("r-{tag}")),
     );
     let (at, rt) = (access(grant, access_expires), refresh(grant));
     let rotation = Rotation {
@@ -148,7 +158,7 @@ async fn rotations_racing_a_revocation_leave_nothing_live(store: Store) {
         // a little after it, land before, during and after its read of the grant.
         for i in 0..100 {
             let expires = Some(now_millis() + 600_000);
-            let hash = TokenHash::of(&format!("{grant}-pad-{i}"));
+            let hash = token_of(&grant, &format!("{grant}-pad-{i}"));
             ts.issue(&hash, &access(&grant, expires), None)
                 .await
                 .expect("issue");
@@ -218,7 +228,7 @@ async fn redis_grant_members_are_pruned_on_rotation() {
         .await
         .expect("connect");
     let members: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{}g:long", store.prefix))
+        .arg(tollgate::store::keys::Keys::new(&store.prefix).grant("long"))
         .query_async(&mut conn)
         .await
         .expect("SMEMBERS");

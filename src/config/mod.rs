@@ -82,8 +82,46 @@ pub struct AdminConfig {
 pub enum Backend {
     /// Embedded, one node, lost on restart.
     Memory,
-    /// A standalone Redis server, shared by every node pointing at it.
-    Redis { url: String },
+    /// Redis, shared by every node pointing at it: one server or one Redis Cluster.
+    Redis(RedisConfig),
+}
+
+/// Where the Redis store is and how to reach it (`[store]` `url`/`urls`, `mode`, `ca`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// The server's URL, or a cluster's seed nodes: all `redis://` or all `rediss://`.
+    pub urls: Vec<String>,
+    /// `mode = "cluster"`.
+    pub cluster: bool,
+    /// `[store] ca`: the PEM certificates `rediss://` is verified against instead of the
+    /// system roots.
+    pub ca: Option<Vec<u8>>,
+}
+
+impl RedisConfig {
+    /// One standalone server, no TLS options (tests and tools).
+    pub fn single(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            urls: vec![url.into()],
+            cluster: false,
+            ca: None,
+        }
+    }
+
+    pub fn tls(&self) -> bool {
+        self.urls.iter().any(|u| u.starts_with("rediss://"))
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("RedisConfig")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("ca", &self.ca.as_ref().map(|_| "<pem>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -292,7 +330,11 @@ impl Config {
     pub fn summary(&self) -> String {
         let store = match &self.store.backend {
             Backend::Memory => "memory".to_owned(),
-            Backend::Redis { url } => format!("redis ({})", redact_url(url)),
+            Backend::Redis(r) => {
+                let urls: Vec<String> = r.urls.iter().map(|u| redact_url(u)).collect();
+                let mode = if r.cluster { "redis cluster" } else { "redis" };
+                format!("{mode} ({})", urls.join(", "))
+            }
         };
         let mut out = format!(
             "{}: OK\n  public  {} ({})\n  admin   {}\n  store   {}\n  oauth   {}/token\n",

@@ -66,6 +66,7 @@ pub struct RawStore {
     pub url: Option<Str>,
     pub urls: Option<StrList>,
     pub mode: Option<Str>,
+    pub ca: Option<Str>,
     pub prefix: Option<Str>,
     pub cache_ttl: Option<Str>,
     pub cache_capacity: Option<Spanned<i64>>,

@@ -106,7 +106,7 @@ impl Validator<'_> {
         };
 
         let store_span = raw.store.as_ref().map(|s| s.backend.span());
-        let store = self.store(raw.store);
+        let store = self.store(raw.store, path.parent().unwrap_or(Path::new(".")));
         let scopes = self.scopes(raw.scopes);
         let scope_names: HashSet<String> = scopes.iter().map(|s| s.name.clone()).collect();
         let default_client_span = raw
@@ -137,7 +137,7 @@ impl Validator<'_> {
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let credentials = self.credentials(raw.credentials, &base);
         if !credentials.is_empty()
-            && matches!(store.backend, Backend::Redis { .. })
+            && matches!(store.backend, Backend::Redis(_))
             && store.encryption_key.is_none()
         {
             self.d.error(

@@ -19,6 +19,7 @@ use super::pages::error_page;
 use super::params::Params;
 use crate::config::{Client, ClientType, Grant};
 use crate::store::RecordKind;
+use crate::throttle::Denied;
 
 /// Longest `state` accepted. Clients use it for a random value or a small encoded blob;
 /// without a limit every parked request could carry up to the whole query string.
@@ -78,14 +79,8 @@ pub async fn start(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> (Optio
             return (client_id, answer);
         }
     };
-    if let Err(wait) = ctx.throttle.begin_pending(ctx.remote) {
-        let msg = "Too many sign-in requests from this address. Try again in a minute.";
-        let mut resp = error_page(StatusCode::TOO_MANY_REQUESTS, msg);
-        resp.headers_mut().insert(
-            "retry-after",
-            hyper::header::HeaderValue::from(wait.as_secs().max(1)),
-        );
-        return (client_id, resp);
+    if let Err(denied) = ctx.throttle.begin_pending(ctx.remote).await {
+        return (client_id, not_parked(denied));
     }
     let pending = Pending {
         client_id: client.client_id.clone(),
@@ -102,6 +97,22 @@ pub async fn start(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> (Optio
         client_id,
         park(ctx, req.headers(), Some(client), pending).await,
     )
+}
+
+/// The page for a request the throttle would not let park: 429 with the wait, or 503 when
+/// its counters (in the store) cannot be reached, as for any store outage.
+pub(super) fn not_parked(denied: Denied) -> Answer {
+    let wait = match denied {
+        Denied::SlowDown(wait) => wait,
+        Denied::Unavailable(e) => return store_down(e),
+    };
+    let msg = "Too many sign-in requests from this address. Try again in a minute.";
+    let mut resp = error_page(StatusCode::TOO_MANY_REQUESTS, msg);
+    resp.headers_mut().insert(
+        "retry-after",
+        hyper::header::HeaderValue::from(wait.as_secs().max(1)),
+    );
+    resp
 }
 
 /// Why a request is refused back to the client: a fixed text, never request input.

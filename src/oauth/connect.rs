@@ -18,16 +18,8 @@ pub async fn connect(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>, name: &
         Err(e) => return store_down(e),
     };
     let Some(session) = session else {
-        if let Err(wait) = ctx.throttle.begin_pending(ctx.remote) {
-            let mut resp = error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many sign-in requests from this address. Try again in a minute.",
-            );
-            resp.headers_mut().insert(
-                "retry-after",
-                hyper::header::HeaderValue::from(wait.as_secs().max(1)),
-            );
-            return resp;
+        if let Err(denied) = ctx.throttle.begin_pending(ctx.remote).await {
+            return super::authorize::not_parked(denied);
         }
         // Sign in first; the login page brings the browser back here.
         let pending = Pending {

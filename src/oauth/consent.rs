@@ -173,7 +173,9 @@ async fn issue_code(
 ) -> Result<Answer, OAuthError> {
     let rng =
         |e: getrandom::Error| OAuthError::server_error(format!("random generator failed: {e}"));
-    let code = token::generate().map_err(rng)?;
+    // The code lives in the slot of the grant it will start (see `token::SlotTag`).
+    let grant_id = token::new_grant_id().map_err(rng)?;
+    let code = token::generate_for(token::SlotTag::of_grant(&grant_id)).map_err(rng)?;
     let ttl = ctx.config.oauth.authorization_code_ttl;
     let grant = CodeGrant {
         client_id: pending.client_id.clone(),
@@ -182,7 +184,7 @@ async fn issue_code(
         username: username.to_owned(),
         scopes,
         code_challenge: pending.code_challenge.clone(),
-        grant_id: token::new_grant_id().map_err(rng)?,
+        grant_id,
         expires_at: now_millis() + ttl.as_millis() as u64,
     };
     let record =

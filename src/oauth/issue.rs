@@ -71,7 +71,8 @@ pub fn mint(oauth: &OAuthConfig, req: Request<'_>) -> Result<Issued, OAuthError>
         Some(id) => id,
         None => token::new_grant_id().map_err(rng_failed)?,
     };
-    let access_token = token::generate().map_err(rng_failed)?;
+    let tag = token::SlotTag::of_grant(&grant_id);
+    let access_token = token::generate_for(tag).map_err(rng_failed)?;
     let access = AccessToken {
         client_id: req.client.client_id.as_str().into(),
         username: req.username.map(Into::into),
@@ -85,7 +86,7 @@ pub fn mint(oauth: &OAuthConfig, req: Request<'_>) -> Result<Issued, OAuthError>
         && req.client.allows_grant(Grant::RefreshToken)
         && req.client.refresh_count.allows(req.refreshes_used);
     let (refresh_token, refresh) = if with_refresh {
-        let text = token::generate().map_err(rng_failed)?;
+        let text = token::generate_for(tag).map_err(rng_failed)?;
         let record = RefreshToken {
             client_id: req.client.client_id.clone(),
             username: req.username.map(str::to_owned),

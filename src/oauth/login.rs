@@ -64,6 +64,7 @@ pub async fn login(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Answer
                 .insert("retry-after", HeaderValue::from(secs));
             return resp;
         }
+        Err(PasswordRefused::Unavailable(e)) => return store_down(e),
         Err(PasswordRefused::Wrong) => return page("Invalid username or password", StatusCode::OK),
     };
     let session_id = match new_session(ctx, &user.username).await {

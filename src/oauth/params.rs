@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use super::Ctx;
 use crate::config::{Client, ClientType, User};
 use crate::error::OAuthError;
-use crate::throttle::Account;
+use crate::throttle::{Account, Denied};
 
 /// Largest form body accepted by the OAuth endpoints.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -227,16 +227,15 @@ pub async fn authenticate<'c>(
             _ => Err(failed()),
         };
     };
-    ctx.throttle
-        .refused(Account::Client, &id, ctx.remote)
-        .map_err(OAuthError::slow_down)?;
     let client = ctx.client(&id).await?;
     let authenticated = |client| Authenticated {
         client,
         via_basic,
         defaulted: false,
     };
-    // A secret verified moments ago is no guess: it needs no throttled check.
+    // A secret verified moments ago is no guess: it needs no throttled check, only a look
+    // at whether the client is locked (which stays locked for it too). Every other path
+    // reserves a check, which refuses a locked client by itself.
     let vouched = client.as_ref().is_some_and(|c| {
         c.kind == ClientType::Confidential
             && c.secret_hash
@@ -244,13 +243,17 @@ pub async fn authenticate<'c>(
                 .is_some_and(|h| crate::secret::remembered(&secret, h))
     });
     if vouched && let Some(client) = client {
+        ctx.throttle
+            .refused(Account::Client, &id, ctx.remote)
+            .await
+            .map_err(denied)?;
         return Ok(authenticated(client));
     }
     let attempt = ctx
         .throttle
         .begin(Account::Client, &id, ctx.remote)
         .await
-        .map_err(OAuthError::slow_down)?;
+        .map_err(denied)?;
     let Some(client) = client else {
         crate::secret::verify_decoy(secret, config.decoy_template(Account::Client)).await;
         return Err(failed());
@@ -275,12 +278,33 @@ pub async fn authenticate<'c>(
     }
 }
 
+/// A check the throttle did not allow: 429 `slow_down` with the wait, or, when the shared
+/// counters cannot be reached, 503 `temporarily_unavailable` like any other store outage
+/// (SPEC §11). Either way the secret is not checked.
+fn denied(d: Denied) -> OAuthError {
+    match d {
+        Denied::SlowDown(wait) => OAuthError::slow_down(wait),
+        Denied::Unavailable(e) => e.into(),
+    }
+}
+
 /// Why a user's password was not accepted.
 pub enum PasswordRefused {
     /// Too many recent failures: wait this long.
     SlowDown(std::time::Duration),
+    /// The throttle's counters cannot be reached, so no password is checked.
+    Unavailable(crate::store::StoreError),
     /// Unknown user or wrong password (indistinguishable by design).
     Wrong,
+}
+
+impl From<Denied> for PasswordRefused {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::SlowDown(wait) => PasswordRefused::SlowDown(wait),
+            Denied::Unavailable(e) => PasswordRefused::Unavailable(e),
+        }
+    }
 }
 
 /// Checks a resource owner's password (password grant and login page), reserved with the
@@ -290,20 +314,20 @@ pub async fn check_user<'c>(
     username: &str,
     password: &str,
 ) -> Result<&'c User, PasswordRefused> {
-    ctx.throttle
-        .refused(Account::User, username, ctx.remote)
-        .map_err(PasswordRefused::SlowDown)?;
     let user = ctx.config.user(username);
+    // As for client secrets: a password verified moments ago needs only a look at the lock.
     if let Some(user) = user
         && crate::secret::remembered(password, &user.password_hash)
     {
+        ctx.throttle
+            .refused(Account::User, username, ctx.remote)
+            .await?;
         return Ok(user);
     }
     let attempt = ctx
         .throttle
         .begin(Account::User, username, ctx.remote)
-        .await
-        .map_err(PasswordRefused::SlowDown)?;
+        .await?;
     let Some(user) = user else {
         let template = ctx.config.decoy_template(Account::User);
         crate::secret::verify_decoy(password.to_owned(), template).await;

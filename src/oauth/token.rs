@@ -90,6 +90,7 @@ async fn grant(
                 .await
                 .map_err(|refused| match refused {
                     PasswordRefused::SlowDown(wait) => OAuthError::slow_down(wait),
+                    PasswordRefused::Unavailable(e) => e.into(),
                     PasswordRefused::Wrong => {
                         OAuthError::invalid_grant("invalid username or password")
                     }

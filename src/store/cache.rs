@@ -12,8 +12,9 @@
 //!   not cached (it may predate the revocation);
 //! - the cache is used only while the node is subscribed to revocations (`set_live`).
 //!
-//! Sized for a million entries per node: an entry is keyed by the first 128 bits of the
-//! token's SHA-256 (a false hit would need a 2^128 second preimage; the store itself uses the
+//! Sized for a million entries per node: an entry is keyed by the last 128 bits of the
+//! token's SHA-256 (the first two bytes of a `TokenHash` are the grant's slot tag, see
+//! `token::SlotTag`; a false hit would need a 2^128 second preimage; the store itself uses the
 //! full hash) and holds its deadline as milliseconds on the cache's own clock.
 
 use std::future::Future;
@@ -29,12 +30,12 @@ use crate::token::{AccessEntry, TokenHash, now_millis};
 
 type Fetched = Result<Option<Arc<AccessEntry>>, StoreError>;
 
-/// The cache's key for a token: the first half of its SHA-256.
+/// The cache's key for a token: the second half of its hash (pure SHA-256 digest bytes).
 type Key = u128;
 
 fn key(hash: &TokenHash) -> Key {
     let mut half = [0u8; 16];
-    half.copy_from_slice(&hash.0[..16]);
+    half.copy_from_slice(&hash.0[16..]);
     u128::from_le_bytes(half)
 }
 

@@ -7,6 +7,8 @@
 //! (`lookup_access`) stays a direct call.
 
 mod cache;
+pub mod counters;
+pub mod keys;
 mod memory;
 mod records;
 mod redis;
@@ -96,10 +98,10 @@ impl TokenStore {
                 cache: None,
                 metrics: Arc::default(),
             }),
-            Backend::Redis { url } => {
+            Backend::Redis(redis) => {
                 let cache = (config.cache_capacity > 0 && !config.cache_ttl.is_zero())
                     .then(|| Arc::new(TokenCache::new(config.cache_ttl, config.cache_capacity)));
-                let store = redis::RedisStore::open(url, &config.prefix, cache.clone())?;
+                let store = redis::RedisStore::open(redis, &config.prefix, cache.clone())?;
                 Ok(TokenStore {
                     backend: Arc::new(BackendImpl::Redis(store)),
                     cache,
@@ -348,6 +350,15 @@ impl TokenStore {
             n += self.revoke_grant(&grant).await?;
         }
         Ok(n)
+    }
+
+    /// For `rediss://`: fails if a reachable server's certificate does not verify (checked
+    /// once at start; an unreachable server is not an error, see `TokenStore::open`).
+    pub async fn verify_tls(config: &StoreConfig) -> Result<(), String> {
+        match &config.backend {
+            Backend::Redis(redis) => redis::conn::verify_tls(redis).await,
+            Backend::Memory => Ok(()),
+        }
     }
 
     /// Is the store reachable?

@@ -1,55 +1,42 @@
 //! The shared store: Redis, reached through a reconnecting multiplexed connection.
 //!
-//! Layout (every key under the configured prefix `P`; each plain command touches one key):
-//! - `Pat:<sha256 hex>`  hash {r: access-token JSON, x: revoked-at}, expires with the token
-//!   (+ retention)
-//! - `Prt:<sha256 hex>`  hash {r: refresh-token JSON, retired: at, s: sealed successor,
-//!   x: revoked-at}, likewise
-//! - `Pg:<grant id>`     set of `a:<hex>` / `r:<hex>` members, for revoking a grant whole, and
-//!   the member `x` once the grant is revoked (a later rotation then fails)
-//! - `Preq:<id>`, `Psess:<sha256 hex>`, `Pcode:<sha256 hex>`  hash {r: JSON, used: at} with
-//!   their own expiry: pending authorization requests, login sessions, authorization codes
-//! - `Pci:<client id>`, `Pui:<username>`  sorted sets of access-token hashes scored by when
-//!   their record expires (+inf = never), pruned on every write: the admin token listing
-//! - `Pclient:<id>` client JSON, and `Pclients` the set of their ids: clients created through
-//!   the admin API
-//! - channel `Prevoked`  space-separated access-token hashes just revoked; every node drops
-//!   them from its cache on receipt.
-//!
-//! The rotation script (`scripts::ROTATE`) touches the old and new token keys, the grant
-//! set, the indexes and the grant's members: keys of different Redis Cluster slots. A hash
-//! tag per grant cannot fix that cheaply, because an access token is looked up by its hash alone
-//! (its key cannot name the grant without the token carrying it), so moving to Cluster
-//! needs a key-layout change that existing records would not survive.
+//! Keys are laid out by `store::keys` so that each atomic step touches one Redis Cluster
+//! slot; records are hashes {r: JSON, x: revoked-at, retired: at, s: sealed successor} with
+//! their own expiry (the token's, plus the retention hour). The channel `Prevoked` carries
+//! space-separated access-token hashes just revoked; every node drops them from its cache.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::cache::TokenCache;
+use super::keys::Keys;
+pub(super) mod conn;
 mod records;
+mod throttle;
 
-use super::scripts::{CREATE_ONCE, MARK_GRANT, ROTATE, SET_IF_EXISTS, USE_ONCE};
+use super::scripts::{
+    CREATE_ONCE, INDEX, ISSUE, PUT, REVOKE_GRANT, ROTATE, SET_IF_EXISTS, TAKE, USE_ONCE,
+};
 use super::subscription;
 use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, keep_until};
-use crate::config::Client;
+use crate::config::{Client, RedisConfig};
 use crate::token::{AccessEntry, AccessToken, RefreshEntry, RefreshToken, TokenHash, now_millis};
-
-/// A command that takes longer than this counts as "store unreachable" (503), rather than
-/// holding the request until the client gives up.
-pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+use conn::Conn;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
-    prefix: String,
+    conn: Conn,
+    keys: Keys,
     channel: String,
     set_if_exists: Script,
+    issue: Script,
     rotate: Script,
-    mark_grant: Script,
+    revoke_grant: Script,
+    take: Script,
+    index: Script,
+    put: Script,
+    /// Clients this node has added to `Keys::indexed_clients`.
+    indexed: dashmap::DashSet<Arc<str>>,
     use_once: Script,
     create_once: Script,
     subscriber: Option<tokio::task::JoinHandle<()>>,
@@ -68,6 +55,19 @@ fn index_score(access: &AccessToken) -> String {
     keep_until(access.expires_at).map_or_else(|| "+inf".to_owned(), |t| t.to_string())
 }
 
+/// Tokens are minted with their grant's tag (`token::SlotTag`); one that is not would put
+/// the grant's keys on two slots, which a cluster refuses (CROSSSLOT).
+fn same_slot<const N: usize>(grant_id: &str, hashes: [Option<&TokenHash>; N]) {
+    let tag = crate::token::SlotTag::of_grant(grant_id);
+    for hash in hashes.into_iter().flatten() {
+        debug_assert_eq!(
+            hash.tag(),
+            tag,
+            "a token of grant {grant_id} minted without its tag"
+        );
+    }
+}
+
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -75,28 +75,31 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 impl RedisStore {
     /// Connects lazily: nothing is awaited here, so a node starts while Redis is down.
     pub fn open(
-        url: &str,
+        config: &RedisConfig,
         prefix: &str,
         cache: Option<Arc<TokenCache>>,
     ) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
-        let channel = format!("{prefix}revoked");
-        let subscriber = cache
-            .map(|cache| tokio::spawn(subscription::subscribe(client, channel.clone(), cache)));
+        let conn = conn::open(config).map_err(unavailable)?;
+        let keys = Keys::new(prefix);
+        let channel = keys.channel();
+        let seeds = subscription::Seeds {
+            config: config.clone(),
+            cluster: config.cluster.then(|| conn.clone()),
+        };
+        let subscriber =
+            cache.map(|cache| tokio::spawn(subscription::subscribe(seeds, channel.clone(), cache)));
         Ok(RedisStore {
             conn,
-            prefix: prefix.to_owned(),
+            keys,
             channel,
             set_if_exists: Script::new(SET_IF_EXISTS),
+            issue: Script::new(ISSUE),
             rotate: Script::new(ROTATE),
-            mark_grant: Script::new(MARK_GRANT),
+            take: Script::new(TAKE),
+            index: Script::new(INDEX),
+            put: Script::new(PUT),
+            indexed: dashmap::DashSet::new(),
+            revoke_grant: Script::new(REVOKE_GRANT),
             use_once: Script::new(USE_ONCE),
             create_once: Script::new(CREATE_ONCE),
             subscriber,
@@ -104,15 +107,15 @@ impl RedisStore {
     }
 
     fn access_key(&self, hash: &TokenHash) -> String {
-        format!("{}at:{}", self.prefix, hash.to_hex())
+        self.keys.access(hash)
     }
 
     fn refresh_key(&self, hash: &TokenHash) -> String {
-        format!("{}rt:{}", self.prefix, hash.to_hex())
+        self.keys.refresh(hash)
     }
 
     fn grant_key(&self, grant_id: &str) -> String {
-        format!("{}g:{}", self.prefix, grant_id)
+        self.keys.grant(grant_id)
     }
 
     pub async fn get_access(&self, hash: &TokenHash) -> Result<Option<AccessEntry>, StoreError> {
@@ -140,52 +143,80 @@ impl RedisStore {
         refresh: Option<(&TokenHash, &RefreshToken)>,
     ) -> Result<(), StoreError> {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-        let mut pipe = redis::pipe();
-        let key = self.access_key(access_hash);
-        pipe.hset(&key, "r", serde_json::to_string(access).map_err(corrupt)?)
-            .ignore();
-        if let Some(until) = keep_until(access.expires_at) {
-            pipe.cmd("PEXPIREAT").arg(&key).arg(until).ignore();
-        }
-        // Indexes for the admin listing; expired members are pruned on every write.
-        let score = index_score(access);
-        let now = now_millis();
-        for index in &self.index_keys(access) {
-            pipe.cmd("ZADD")
-                .arg(index)
-                .arg(&score)
-                .arg(access_hash.to_hex())
-                .ignore();
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(index)
-                .arg("-inf")
-                .arg(format!("({now}"))
-                .ignore();
-        }
-        let grant = self.grant_key(&access.grant_id);
-        pipe.sadd(&grant, format!("a:{}", access_hash.to_hex()))
-            .ignore();
+        same_slot(
+            &access.grant_id,
+            [Some(access_hash), refresh.map(|(h, _)| h)],
+        );
+        let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
+        let access_key = self.access_key(access_hash);
+        let mut script = self.issue.prepare_invoke();
+        script
+            .key(&access_key)
+            .key(self.grant_key(&access.grant_id))
+            .key(refresh.map_or_else(|| access_key.clone(), |(h, _)| self.refresh_key(h)))
+            .arg(serde_json::to_string(access).map_err(corrupt)?)
+            .arg(until(access.expires_at))
+            .arg(access_hash.to_hex());
         // The grant set lives as long as its longest-lived member.
         let mut grant_until = keep_until(access.expires_at);
-        if let Some((hash, token)) = refresh {
-            let key = self.refresh_key(hash);
-            pipe.hset(&key, "r", serde_json::to_string(token).map_err(corrupt)?)
-                .ignore();
-            if let Some(until) = keep_until(token.expires_at) {
-                pipe.cmd("PEXPIREAT").arg(&key).arg(until).ignore();
+        match refresh {
+            Some((hash, token)) => {
+                script
+                    .arg(serde_json::to_string(token).map_err(corrupt)?)
+                    .arg(until(token.expires_at))
+                    .arg(hash.to_hex());
+                grant_until = grant_until
+                    .zip(keep_until(token.expires_at))
+                    .map(|(a, b)| a.max(b));
             }
-            pipe.sadd(&grant, format!("r:{}", hash.to_hex())).ignore();
-            grant_until = match (grant_until, keep_until(token.expires_at)) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
+            None => {
+                script.arg("").arg("").arg("");
+            }
         }
-        match grant_until {
-            Some(until) => pipe.cmd("PEXPIREAT").arg(&grant).arg(until).ignore(),
-            None => pipe.cmd("PERSIST").arg(&grant).ignore(),
-        };
+        script.arg(grant_until.map_or_else(String::new, |t| t.to_string()));
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        script
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        self.index(access_hash, access).await;
+        Ok(())
+    }
+
+    /// Adds a new access token to the admin listing's indexes, after its grant is stored:
+    /// each index is its own slot, the writes are idempotent, and a failure here only hides
+    /// the token from the listing (it is logged), never from the gateway.
+    async fn index(&self, hash: &TokenHash, access: &AccessToken) {
+        let score = index_score(access);
+        let now = now_millis();
+        let hex = hash.to_hex();
+        let mut conn = self.conn.clone();
+        for index in self.index_keys(access) {
+            let indexed = self
+                .index
+                .key(&index)
+                .arg(&score)
+                .arg(&hex)
+                .arg(now)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+            if let Err(e) = indexed {
+                tracing::warn!(index, error = %e, "token index not updated; the admin listing may miss a token");
+            }
+        }
+        // The set of indexed clients only grows: once per client and node is enough.
+        if self.indexed.contains(&*access.client_id) {
+            return;
+        }
+        let added: redis::RedisResult<()> = conn
+            .sadd(self.keys.indexed_clients(), &*access.client_id)
+            .await;
+        match added {
+            Ok(()) => {
+                self.indexed.insert(access.client_id.clone());
+            }
+            Err(e) => tracing::warn!(error = %e, "client not added to the token index"),
+        }
     }
 
     pub async fn get_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshEntry>, StoreError> {
@@ -216,15 +247,16 @@ impl RedisStore {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
         let access = r.access;
+        same_slot(
+            &access.grant_id,
+            [Some(r.old), Some(r.access_hash), r.refresh.map(|(h, _)| h)],
+        );
         let mut script = self.rotate.prepare_invoke();
         script
             .key(self.refresh_key(r.old))
             .key(self.grant_key(&access.grant_id))
             .key(self.access_key(r.access_hash))
             .key(self.refresh_key(r.refresh.map_or(r.old, |(h, _)| h)));
-        for index in self.index_keys(access) {
-            script.key(index);
-        }
         let (refresh_json, refresh_until, refresh_hex) = match r.refresh {
             Some((hash, token)) => (
                 serde_json::to_string(token).map_err(corrupt)?,
@@ -240,7 +272,7 @@ impl RedisStore {
         };
         script
             .arg(now_millis())
-            .arg(&self.prefix)
+            .arg(self.keys.prefix())
             .arg(r.grace.as_millis() as u64)
             .arg(EXPIRED_RETENTION.as_millis() as u64)
             .arg(serde_json::to_string(access).map_err(corrupt)?)
@@ -250,10 +282,12 @@ impl RedisStore {
             .arg(refresh_until)
             .arg(refresh_hex)
             .arg(r.successor.unwrap_or(""))
-            .arg(index_score(access))
             .arg(grant_until.map_or_else(String::new, |t| t.to_string()));
         let mut conn = self.conn.clone();
         let outcome: i64 = script.invoke_async(&mut conn).await.map_err(unavailable)?;
+        if outcome == 1 {
+            self.index(r.access_hash, access).await;
+        }
         Ok(match outcome {
             1 => Rotate::Rotated,
             0 => Rotate::AlreadyRetired,
@@ -264,9 +298,9 @@ impl RedisStore {
 
     /// The admin listing's index keys an access token belongs in.
     fn index_keys(&self, access: &AccessToken) -> Vec<String> {
-        let mut keys = vec![format!("{}ci:{}", self.prefix, access.client_id)];
+        let mut keys = vec![self.keys.client_index(&access.client_id)];
         if let Some(user) = &access.username {
-            keys.push(format!("{}ui:{}", self.prefix, user));
+            keys.push(self.keys.user_index(user));
         }
         keys
     }
@@ -279,37 +313,28 @@ impl RedisStore {
         Ok(found)
     }
 
-    /// Revokes every member of the grant; returns the access-token hashes it revoked. The
-    /// grant is marked first and its members read after: a rotation that ran before the mark
-    /// has its tokens among the members, one that runs after it fails.
+    /// Revokes the grant and every token it has, in one script (see
+    /// `scripts::REVOKE_GRANT`); returns the access-token hashes it revoked.
     pub async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<TokenHash>, StoreError> {
         let mut conn = self.conn.clone();
-        let grant = self.grant_key(grant_id);
-        self.mark_grant
-            .key(&grant)
-            .invoke_async::<i64>(&mut conn)
+        let hexes: Vec<String> = self
+            .revoke_grant
+            .key(self.grant_key(grant_id))
+            .arg(now_millis())
+            .arg(self.keys.prefix())
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let members: Vec<String> = conn.smembers(&grant).await.map_err(unavailable)?;
-        let mut revoked = Vec::new();
-        for member in members {
-            let (kind, hex) = member.split_at(member.find(':').map_or(0, |i| i + 1));
-            let Some(hash) = TokenHash::from_hex(hex) else {
-                continue;
-            };
-            match kind {
-                "a:" if self.mark_revoked(self.access_key(&hash)).await? => revoked.push(hash),
-                "r:" => {
-                    self.mark_revoked(self.refresh_key(&hash)).await?;
-                }
-                _ => {}
-            }
-        }
+        let revoked: Vec<TokenHash> = hexes
+            .iter()
+            .filter_map(|h| TokenHash::from_hex(h))
+            .collect();
         self.publish(&revoked).await?;
         Ok(revoked)
     }
 
-    /// Access tokens of a client and/or user (both `None` = all, found by SCAN: admin only).
+    /// Access tokens of a client and/or user (both `None` = all, from the index of every
+    /// client that has tokens: admin only, never KEYS or SCAN).
     pub async fn access_tokens(
         &self,
         client_id: Option<&str>,
@@ -317,34 +342,27 @@ impl RedisStore {
     ) -> Result<Vec<(TokenHash, AccessEntry)>, StoreError> {
         let mut conn = self.conn.clone();
         let now = now_millis();
-        let hexes: Vec<String> = match (client_id, username) {
-            (Some(c), _) => conn
-                .zrangebyscore(format!("{}ci:{}", self.prefix, c), now, "+inf")
-                .await
-                .map_err(unavailable)?,
-            (None, Some(u)) => conn
-                .zrangebyscore(format!("{}ui:{}", self.prefix, u), now, "+inf")
-                .await
-                .map_err(unavailable)?,
+        let indexes = match (client_id, username) {
+            (Some(c), _) => vec![self.keys.client_index(c)],
+            (None, Some(u)) => vec![self.keys.user_index(u)],
             (None, None) => {
-                let pattern = format!("{}at:*", self.prefix);
-                let keys: Vec<String> = {
-                    let mut iter = conn
-                        .scan_match::<_, String>(&pattern)
-                        .await
-                        .map_err(unavailable)?;
-                    let mut keys = Vec::new();
-                    while let Some(k) = iter.next().await {
-                        keys.push(k.map_err(unavailable)?);
-                    }
-                    keys
-                };
-                let at = self.prefix.len() + 3;
-                keys.into_iter()
-                    .filter_map(|k| k.get(at..).map(str::to_owned))
-                    .collect()
+                let clients: Vec<String> = conn
+                    .smembers(self.keys.indexed_clients())
+                    .await
+                    .map_err(unavailable)?;
+                clients.iter().map(|c| self.keys.client_index(c)).collect()
             }
         };
+        let mut hexes = Vec::new();
+        for index in indexes {
+            let found: Vec<String> = conn
+                .zrangebyscore(&index, now, "+inf")
+                .await
+                .map_err(unavailable)?;
+            hexes.extend(found);
+        }
+        hexes.sort_unstable();
+        hexes.dedup();
         let mut out = Vec::with_capacity(hexes.len());
         for hex in hexes {
             let Some(hash) = TokenHash::from_hex(&hex) else {
@@ -360,17 +378,20 @@ impl RedisStore {
     }
 
     fn client_key(&self, client_id: &str) -> String {
-        format!("{}client:{}", self.prefix, client_id)
+        self.keys.client(client_id)
     }
 
     pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         let json = serde_json::to_string(client).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut pipe = redis::pipe();
-        pipe.set(self.client_key(&client.client_id), json).ignore();
-        pipe.sadd(format!("{}clients", self.prefix), &client.client_id)
-            .ignore();
+        // Two slots: the record first, then the list of ids (a listing skips ids whose
+        // record is gone, so a failure between the two loses nothing).
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        conn.set::<_, _, ()>(self.client_key(&client.client_id), json)
+            .await
+            .map_err(unavailable)?;
+        conn.sadd::<_, _, ()>(self.keys.clients(), &client.client_id)
+            .await
+            .map_err(unavailable)
     }
 
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
@@ -389,7 +410,7 @@ impl RedisStore {
             .del(self.client_key(client_id))
             .await
             .map_err(unavailable)?;
-        conn.srem::<_, _, ()>(format!("{}clients", self.prefix), client_id)
+        conn.srem::<_, _, ()>(self.keys.clients(), client_id)
             .await
             .map_err(unavailable)?;
         Ok(n > 0)
@@ -398,7 +419,7 @@ impl RedisStore {
     pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = conn
-            .smembers(format!("{}clients", self.prefix))
+            .smembers(self.keys.clients())
             .await
             .map_err(unavailable)?;
         let mut out = Vec::new();

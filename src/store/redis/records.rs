@@ -13,7 +13,7 @@ use crate::token::now_millis;
 
 impl RedisStore {
     pub(super) fn record_key(&self, kind: RecordKind, key: &str) -> String {
-        format!("{}{}{}", self.prefix, kind.key_part(), key)
+        self.keys.record(kind, key)
     }
 
     pub async fn put_record(
@@ -23,12 +23,15 @@ impl RedisStore {
         value: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let key = self.record_key(kind, key);
-        let mut pipe = redis::pipe();
-        pipe.hset(&key, "r", value).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_millis(ttl)).ignore();
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        self.put
+            .key(self.record_key(kind, key))
+            .arg(value)
+            .arg(ttl_millis(ttl))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(unavailable)
     }
 
     pub async fn get_record(
@@ -42,22 +45,19 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// Removes and returns a record in one step (MULTI/EXEC): whoever takes it has it alone.
+    /// Removes and returns a record in one step (`scripts::TAKE`): whoever takes it has it
+    /// alone.
     pub async fn take_record(
         &self,
         kind: RecordKind,
         key: &str,
     ) -> Result<Option<String>, StoreError> {
-        let key = self.record_key(kind, key);
         let mut conn = self.conn.clone();
-        let (value, _): (Option<String>, i64) = redis::pipe()
-            .atomic()
-            .hget(&key, "r")
-            .del(&key)
-            .query_async(&mut conn)
+        self.take
+            .key(self.record_key(kind, key))
+            .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
-        Ok(value)
+            .map_err(unavailable)
     }
 
     /// Creates the record only if none exists (`HSETNX`, then its expiry in the same
