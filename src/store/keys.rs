@@ -12,6 +12,7 @@
 //!   and `Pindexed` (the clients that have an index). They are written after the grant,
 //!   pruned by score, and never decide an allow.
 //! - registry clients `Pclient:{<id>}`, and `Pclients` (their ids).
+//! - guessing counters `Pthr:{<subject>}` (SPEC §5), one key per counter.
 //!
 //! Tags are random per grant (65,536 of them), so grants spread over every slot range of
 //! the cluster. The prefix `P` may not contain braces (checked at config load).
@@ -88,6 +89,12 @@ impl Keys {
 
     pub fn clients(&self) -> String {
         format!("{}clients", self.prefix)
+    }
+
+    /// A guessing counter (`throttle`), tagged by its subject: counters spread over the
+    /// cluster, and each script on one touches only it.
+    pub fn throttle(&self, subject: &str) -> String {
+        format!("{}thr:{{{subject}}}", self.prefix)
     }
 
     /// The revocation channel (Pub/Sub channels are not bound to slots).

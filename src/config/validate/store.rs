@@ -227,7 +227,9 @@ public_url = "http://127.0.0.1:8080"
             "gw.toml:3:8: unknown mode \"sentinel\" (expected \"standalone\" or \"cluster\")"
         );
         assert_eq!(
-            error("backend = \"redis\"\nmode = \"cluster\"\nurls = [\"redis://a:1\", \"rediss://b:1\"]"),
+            error(
+                "backend = \"redis\"\nmode = \"cluster\"\nurls = [\"redis://a:1\", \"rediss://b:1\"]"
+            ),
             "gw.toml:4:24: mix of redis:// and rediss:// seeds; use one for all"
         );
         assert_eq!(
@@ -242,7 +244,8 @@ public_url = "http://127.0.0.1:8080"
             error("backend = \"redis\"\nurl = \"redis://a:1\"\nprefix = \"tg{x}:\""),
             "gw.toml:4:10: prefix may not contain `{` or `}` (they are Redis Cluster hash tags)"
         );
-        let missing = error("backend = \"redis\"\nurl = \"rediss://a:1\"\nca = \"/nonexistent/ca.pem\"");
+        let missing =
+            error("backend = \"redis\"\nurl = \"rediss://a:1\"\nca = \"/nonexistent/ca.pem\"");
         assert!(
             missing.starts_with("gw.toml:4:6: cannot read CA file /nonexistent/ca.pem"),
             "{missing}"

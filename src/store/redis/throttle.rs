@@ -90,7 +90,7 @@ impl RedisStore {
     /// The key of a counter: the subject is its hash tag, so counters spread over a
     /// cluster's slots (the prefix never contains braces).
     fn counter_key(&self, subject: &str) -> String {
-        format!("{}thr:{{{}}}", self.prefix, subject)
+        self.keys.throttle(subject)
     }
 
     pub async fn counter_take(
