@@ -46,7 +46,7 @@ impl RedisCluster {
         for _ in 0..NODES {
             nodes.push(start_node(&dir).await);
         }
-        let cluster = RedisCluster { nodes, dir };
+        let mut cluster = RedisCluster { nodes, dir };
         let seeds: Vec<String> = cluster
             .nodes
             .iter()
@@ -64,11 +64,16 @@ impl RedisCluster {
         for master in topology.masters.keys() {
             assert_eq!(topology.replicas_of(*master).len(), 1, "{topology:?}");
         }
+        // Masters first in the seed list: a client that picks the first seed for something
+        // (its revocation subscription, say) then picks a node a test can kill as a master.
+        cluster
+            .nodes
+            .sort_by_key(|n| !topology.masters.contains_key(&n.port));
         cluster
     }
 
-    /// `redis://127.0.0.1:PORT` of every node, killed ones included: the seed list a
-    /// gateway is configured with.
+    /// `redis://127.0.0.1:PORT` of every node, killed ones included, the three first
+    /// masters first: the seed list a gateway is configured with.
     pub fn urls(&self) -> Vec<String> {
         self.nodes
             .iter()
@@ -124,6 +129,15 @@ impl RedisCluster {
             command.arg(*arg);
         }
         query(port, &command).await
+    }
+
+    /// How many Pub/Sub connections the node at `port` serves (`CLIENT LIST TYPE pubsub`):
+    /// where the gateways' revocation subscriptions are.
+    pub async fn pubsub_clients(&self, port: u16) -> usize {
+        let list: String = query(port, &cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]))
+            .await
+            .unwrap_or_else(|e| panic!("CLIENT LIST on {port}: {e}"));
+        list.lines().filter(|l| !l.trim().is_empty()).count()
     }
 
     /// Every key matching `pattern` with the master holding it (`KEYS` on every master).
