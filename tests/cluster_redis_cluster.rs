@@ -365,6 +365,18 @@ async fn slots_of_live_grants_moved_while_serving_lose_no_grant() {
         );
     }
 
+    // Every master's keys and values (redis_dump on a cluster): no token in the clear.
+    let dump = cl.store.redis_dump().await;
+    assert!(
+        dump.contains(&cl.store.prefix),
+        "the dump misses the test's keys"
+    );
+    for grant in &grants {
+        for token in [access_token(grant), refresh_token(grant)] {
+            assert!(!dump.contains(&token), "a token is stored in the clear");
+        }
+    }
+
     let fresh = cl.start_node().await;
     for token in grants.iter().map(access_token).chain(issued) {
         let resp = get_with_token(&protected(&fresh), Some(&token)).await;
