@@ -222,6 +222,32 @@ def load(url, token, seconds):
     return done[0]
 
 
+def bus_lag(sub_port, pub_port, n):
+    """Redis alone, no Tollgate: PUBLISH on one node, a SUBSCRIBE on another; latencies (ms)
+    of a message crossing the cluster bus."""
+    def conn(port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+    sub, pub = conn(sub_port), conn(pub_port)
+    sub.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$8\r\nbus-test\r\n")
+    sub.recv(1000)
+    lags = []
+    for i in range(n):
+        m = b"m%d;" % i
+        start = time.perf_counter()
+        pub.sendall(b"*3\r\n$7\r\nPUBLISH\r\n$8\r\nbus-test\r\n$%d\r\n%s\r\n" % (len(m), m))
+        buf = b""
+        while m not in buf:
+            buf += sub.recv(4096)
+        lags.append((time.perf_counter() - start) * 1000)
+        pub.recv(100)
+        time.sleep(0.002)
+    sub.close()
+    pub.close()
+    return sorted(lags)
+
+
 def start_cluster(work):
     ports = [free_port() for _ in range(6)]
     procs = []
@@ -306,6 +332,8 @@ def main():
             lags.append((time.perf_counter() - revoked_at) * 1000)
         lags.sort()
         p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]
+        bus = bus_lag(masters[0], masters[1], 500)
+        rows.append(("Redis cluster bus alone: PUBLISH on one master, SUBSCRIBE on another, p50 / p99 / max (ms)", f"{bus[250]:.2f} / {bus[495]:.2f} / {bus[-1]:.2f}", "500 messages over raw sockets, no Tollgate: the floor under the figure below"))
         rows.append(("revocation lag on the far node, p50 / p99 / max (ms)", f"{p(0.5):.2f} / {p(0.99):.2f} / {lags[-1]:.2f}", f"{len(lags)} revocations on A, B polled every 1 ms (mean {statistics.mean(lags):.2f} ms)"))
     finally:
         for node in nodes:
