@@ -71,7 +71,7 @@ pub async fn run(
 ) -> Result<(), StoreError> {
     TokenStore::verify_tls(&config.store)
         .await
-        .map_err(StoreError::Unavailable)?;
+        .map_err(StoreError::Refused)?;
     let store = TokenStore::open(&config.store)?;
     let grace = config.server.shutdown_grace;
     let gateway = Arc::new(Gateway::new(config, store));

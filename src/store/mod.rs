@@ -39,6 +39,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("token store holds a record it cannot read: {0}")]
     Corrupt(String),
+    /// The store answered, but not as one we may use: a `rediss://` certificate that does
+    /// not verify (refused at start, SPEC §11).
+    #[error("token store refused: {0}")]
+    Refused(String),
 }
 
 /// Result of rotating a refresh token: retiring it and storing its successors in one step.
