@@ -197,7 +197,7 @@ public_url = "http://127.0.0.1:8080"
     }
 
     fn error(store: &str) -> String {
-        load(store).err().expect("refused").join("\n")
+        load(store).expect_err("refused").join("\n")
     }
 
     #[test]
