@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Store;
-use tollgate::config::{Backend, StoreConfig};
+use tollgate::config::{Backend, RedisConfig, StoreConfig};
 use tollgate::store::{Rotate, Rotation, TokenStore};
 use tollgate::token::{AccessToken, RefreshToken, TokenHash, now_millis};
 
@@ -19,10 +19,31 @@ both_backends!(
     rotations_racing_a_revocation_leave_nothing_live
 );
 
+/// The same races on a real 6-node Redis Cluster: a grant's keys share one slot, so the
+/// rotation and the revocation scripts serialise there as on one server.
+mod on_a_cluster {
+    use crate::common::Store;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_rotations_have_one_winner() {
+        super::concurrent_rotations_have_one_winner(Store::cluster().await).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rotations_racing_a_revocation_leave_nothing_live() {
+        super::rotations_racing_a_revocation_leave_nothing_live(Store::cluster().await).await
+    }
+}
+
 fn open(store: &Store) -> TokenStore {
-    let backend = match &store.redis {
-        None => Backend::Memory,
-        Some(redis) => Backend::Redis(tollgate::config::RedisConfig::single(redis.url())),
+    let backend = match (&store.redis, &store.cluster) {
+        (Some(redis), _) => Backend::Redis(RedisConfig::single(redis.url())),
+        (None, Some(cluster)) => Backend::Redis(RedisConfig {
+            urls: cluster.urls(),
+            cluster: true,
+            ca: None,
+        }),
+        (None, None) => Backend::Memory,
     };
     TokenStore::open(&StoreConfig {
         backend,
