@@ -121,7 +121,7 @@ fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::HashSecret => report(hash_secret()),
         Command::Run => {
-            init_logging(cli.log_format);
+            let _flush_logs_on_exit = init_logging(cli.log_format);
             report(serve(cli.config))
         }
         Command::Clients(c) => report(admin(&cli, c.into())),
@@ -237,19 +237,25 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs (the access log among them, one line per request at `info`) go to stderr through a
+/// thread of their own: a request formats its line and queues it, and never waits on a write
+/// to a pipe or journald. Past 128,000 queued lines (a stalled reader), new lines are dropped
+/// rather than stalling requests. The guard flushes what is queued when `main` returns.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal, never into journald or a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
