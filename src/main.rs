@@ -239,14 +239,17 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 /// Logs (the access log among them, one line per request at `info`) go to stderr through a
 /// thread of their own: a request formats its line and queues it, and never waits on a write
-/// to a pipe or journald. Past 128,000 queued lines (a stalled reader), new lines are dropped
+/// to a pipe or journald; the thread writes queued lines in batches. Past 128,000 queued lines (a stalled reader), new lines are dropped
 /// rather than stalling requests. The guard flushes what is queued when `main` returns.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal, never into journald or a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // The log thread writes whatever is queued, then flushes: one write per batch of lines
+    // under load, one per line when quiet.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(stderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
