@@ -180,10 +180,21 @@ where
 
 /// True once the server answers `PING` with `+PONG` (not `-LOADING`).
 pub(super) async fn ping(port: u16) -> bool {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    answers_ping(async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .ok()?;
+            .ok()
+    })
+    .await
+}
+
+/// Sends `PING` on the stream `connect` opens and looks for `+PONG`, within 500 ms.
+pub(super) async fn answers_ping<S>(connect: impl Future<Output = Option<S>>) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let attempt = async {
+        let mut stream = connect.await?;
         stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
         let mut reply = [0u8; 64];
         let n = stream.read(&mut reply).await.ok()?;
