@@ -19,8 +19,8 @@ fn loopback(last: u8) -> Option<IpAddr> {
 /// A fixture (node `a`) on a fresh Redis, and a second node `b` on the same store. Beside
 /// `photoprint` there is `kiosk`, a public client of the password grant: its requests
 /// authenticate no secret, so they reach the password check whatever the store does.
-async fn two_nodes() -> (Fixture, Gateway) {
-    let fx = Fixture::start_with(Store::redis().await, |c| {
+async fn two_nodes(store: Store) -> (Fixture, Gateway) {
+    let fx = Fixture::start_with(store, |c| {
         c.add_public_client("kiosk", &[], &["password"], &["reports"]);
     })
     .await;
@@ -53,7 +53,17 @@ fn statuses(answers: &[Resp]) -> Vec<u16> {
 /// the subject as its hash tag, expiring with its window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_spread_over_two_nodes_count_as_on_one() {
-    let (fx, b) = two_nodes().await;
+    guesses_spread_over_two_nodes(Store::redis().await).await
+}
+
+/// The same on a Redis Cluster: every counter is one key on its own slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_spread_over_two_nodes_count_as_on_one_on_a_cluster() {
+    guesses_spread_over_two_nodes(Store::cluster().await).await
+}
+
+async fn guesses_spread_over_two_nodes(store: Store) {
+    let (fx, b) = two_nodes(store).await;
     let nodes = [&fx.gw, &b];
     for i in 0..5 {
         let resp = token_request(nodes[i % 2], loopback(5), "wrong").await;
@@ -68,6 +78,9 @@ async fn guesses_spread_over_two_nodes_count_as_on_one() {
     let resp = token_request(&b, loopback(6), &fx.creds.secret).await;
     assert_eq!(resp.status, 200, "another address is unaffected: {resp}");
 
+    if fx.store.redis.is_none() {
+        return;
+    }
     let key = format!("{}thr:{{pair:c:[127.0.0.5]:photoprint}}", fx.store.prefix);
     let (failures, ttl) = counter(&fx.store, &key).await;
     assert_eq!(failures.as_deref(), Some("5"), "failures in {key}");
@@ -103,7 +116,16 @@ async fn counter(store: &Store, key: &str) -> (Option<String>, i64) {
 /// count against the limit, so exactly five are verified (401) and fifteen refused (429).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_guesses_on_two_nodes_verify_at_most_five() {
-    let (fx, b) = two_nodes().await;
+    parallel_guesses_verify_at_most_five(Store::redis().await).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_on_two_nodes_verify_at_most_five_on_a_cluster() {
+    parallel_guesses_verify_at_most_five(Store::cluster().await).await
+}
+
+async fn parallel_guesses_verify_at_most_five(store: Store) {
+    let (fx, b) = two_nodes(store).await;
     let nodes = [&fx.gw, &b];
     let guesses = (0..20).map(|i| token_request(nodes[i % 2], loopback(7), "wrong"));
     let answers = futures_util::future::join_all(guesses).await;
@@ -121,7 +143,7 @@ async fn parallel_guesses_on_two_nodes_verify_at_most_five() {
 /// others' answers (on either node), and every one passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_secrets_in_parallel_on_two_nodes_all_pass() {
-    let (fx, b) = two_nodes().await;
+    let (fx, b) = two_nodes(Store::redis().await).await;
     let nodes = [&fx.gw, &b];
     let secret = fx.creds.secret.as_str();
     let checks = (0..20).map(|i| token_request(nodes[i % 2], loopback(8), secret));
@@ -140,7 +162,7 @@ async fn right_secrets_in_parallel_on_two_nodes_all_pass() {
 /// Once Redis is back, the right secret works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_store_down_no_secret_is_checked() {
-    let (mut fx, b) = two_nodes().await;
+    let (mut fx, b) = two_nodes(Store::redis().await).await;
     // Verified now, so remembered by node a: the shortcut must fail closed too.
     let resp = token_request(&fx.gw, loopback(9), &fx.creds.secret).await;
     assert_eq!(resp.status, 200, "before the outage: {resp}");
