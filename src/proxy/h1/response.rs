@@ -1,0 +1,489 @@
+//! Upstream responses without I/O: the head parsed by `httparse` into `http` types with its
+//! framing decided strictly (RFC 9112 §6.3), and the body decoded out of the connection's read
+//! buffer as `Bytes` split off it, never copied.
+//!
+//! Anything ambiguous is an error, never a guess: a response smuggled past a lenient parser
+//! would be forwarded to a client as if the upstream had said it. This file depends on nothing
+//! of Tollgate's (only `bytes`, `httparse`, `thiserror` and hyper's `http` types) so that the
+//! fuzz target (`fuzz/fuzz_targets/upstream_response.rs`) compiles this very file.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::header::{
+    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
+use hyper::{StatusCode, Version};
+
+/// Largest response head (status line and headers) accepted, and the most headers.
+pub const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (with its extensions, which are ignored) and trailer section.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 64 * 1024;
+
+/// Why an upstream response cannot be forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("response head over {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("response head with over {MAX_HEADERS} headers")]
+    TooManyHeaders,
+    #[error("malformed response head: {0}")]
+    Malformed(httparse::Error),
+    #[error("invalid status code {0}")]
+    BadStatus(u16),
+    #[error("invalid header name or value")]
+    BadHeader,
+    #[error("101 Switching Protocols is not supported")]
+    SwitchingProtocols,
+    #[error("both Content-Length and Transfer-Encoding")]
+    LengthAndTransferEncoding,
+    #[error("invalid or conflicting Content-Length")]
+    BadContentLength,
+    #[error("Transfer-Encoding that does not end in chunked")]
+    BadTransferEncoding,
+    #[error("invalid chunk framing")]
+    BadChunk,
+    #[error("invalid or oversize trailer section")]
+    BadTrailers,
+    #[error("body ended before its end")]
+    Truncated,
+}
+
+/// A final response head, with what the connection needs to know about it.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    /// The reason phrase when it is not the status code's usual one (hyper's server writes it
+    /// back out from `hyper::ext::ReasonPhrase`, as it did when hyper was the client).
+    pub reason: Option<Bytes>,
+    pub headers: HeaderMap,
+    pub body: Decoder,
+    /// Whether the connection may carry another request once this body has been read.
+    pub keep_alive: bool,
+}
+
+/// Where a name or value lies in the head, so the head can be split off the buffer (and the
+/// values become slices of it) once `httparse`'s borrow of the buffer has ended.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+fn span_of(base: usize, part: &[u8]) -> (u32, u32) {
+    let start = part.as_ptr() as usize - base;
+    (start as u32, (start + part.len()) as u32)
+}
+
+/// Parses the response head at the start of `buf` and removes it (and any 1xx heads before
+/// it) from `buf`. `Ok(None)`: incomplete, read more. `head_request`: the request was `HEAD`,
+/// so the response has no body whatever its headers say.
+pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ResponseError> {
+    loop {
+        let mut spans = [Span::default(); MAX_HEADERS];
+        let (len, code, version, count, reason) = {
+            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut resp,
+                buf,
+                &mut slots,
+            );
+            let len = match parsed {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                    return Err(ResponseError::HeadTooLarge);
+                }
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooManyHeaders),
+                Err(e) => return Err(ResponseError::Malformed(e)),
+            };
+            if len > MAX_HEAD {
+                return Err(ResponseError::HeadTooLarge);
+            }
+            let base = buf.as_ptr() as usize;
+            for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+                *span = Span {
+                    name: span_of(base, h.name.as_bytes()),
+                    value: span_of(base, h.value),
+                };
+            }
+            let reason = resp.reason.map(|r| span_of(base, r.as_bytes()));
+            let code = resp.code.unwrap_or_default();
+            let version = resp.version.unwrap_or_default();
+            (len, code, version, resp.headers.len(), reason)
+        };
+        match code {
+            101 => return Err(ResponseError::SwitchingProtocols),
+            // Informational (100 Continue, 103 Early Hints): not forwarded, the final one is.
+            100..=199 => {
+                buf.advance(len);
+                continue;
+            }
+            _ => {}
+        }
+        let status = StatusCode::from_u16(code).map_err(|_| ResponseError::BadStatus(code))?;
+        let head = buf.split_to(len).freeze();
+        return build(
+            &head,
+            &spans[..count],
+            status,
+            version,
+            reason,
+            head_request,
+        )
+        .map(Some);
+    }
+}
+
+/// What the framing headers said, gathered while the header map is built.
+#[derive(Default)]
+struct Framing {
+    length: Option<u64>,
+    /// A `Transfer-Encoding` was present; whether its last coding (so far) is `chunked`.
+    coded: bool,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+fn build(
+    head: &Bytes,
+    spans: &[Span],
+    status: StatusCode,
+    minor: u8,
+    reason: Option<(u32, u32)>,
+    head_request: bool,
+) -> Result<Head, ResponseError> {
+    let slice = |(a, b): (u32, u32)| head.slice(a as usize..b as usize);
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut framing = Framing::default();
+    for span in spans {
+        let (a, b) = span.name;
+        let name = HeaderName::from_bytes(&head[a as usize..b as usize])
+            .map_err(|_| ResponseError::BadHeader)?;
+        let value =
+            HeaderValue::from_maybe_shared(slice(span.value)).map_err(|_| ResponseError::BadHeader)?;
+        if name == CONTENT_LENGTH {
+            let n = content_length(&value, framing.length)?;
+            if framing.length.replace(n).is_some() {
+                continue; // the same length again: one header is enough
+            }
+            if value.as_bytes().contains(&b',') {
+                headers.append(name, HeaderValue::from(n));
+                continue;
+            }
+        } else if name == TRANSFER_ENCODING {
+            transfer_coding(&value, &mut framing)?;
+        } else if name == CONNECTION {
+            for token in list(&value) {
+                framing.close |= token.eq_ignore_ascii_case(b"close");
+                framing.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        headers.append(name, value);
+    }
+    if framing.coded && framing.length.is_some() {
+        return Err(ResponseError::LengthAndTransferEncoding);
+    }
+    if framing.coded && !framing.chunked {
+        return Err(ResponseError::BadTransferEncoding);
+    }
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let no_body = head_request
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let body = match (no_body, framing.chunked, framing.length) {
+        (true, _, _) => Decoder::length(0),
+        (false, true, _) => Decoder::chunked(),
+        (false, false, Some(n)) => Decoder::length(n),
+        (false, false, None) => Decoder::until_close(),
+    };
+    let keep_alive = !matches!(body.kind, Kind::UntilClose)
+        && !framing.close
+        && (version == Version::HTTP_11 || framing.keep_alive);
+    let reason = reason
+        .filter(|&(a, b)| a < b && status.canonical_reason().map(str::as_bytes) != Some(&head[a as usize..b as usize]))
+        .map(slice);
+    Ok(Head {
+        status,
+        version,
+        reason,
+        headers,
+        body,
+        keep_alive,
+    })
+}
+
+/// The comma-separated elements of a header value, trimmed, empty ones included.
+fn list(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value.as_bytes().split(|&b| b == b',').map(|t| t.trim_ascii())
+}
+
+/// One `Content-Length` line: every element the same decimal number, and the same as any
+/// earlier line's (`seen`).
+fn content_length(value: &HeaderValue, seen: Option<u64>) -> Result<u64, ResponseError> {
+    let mut found = seen;
+    for element in list(value) {
+        if element.is_empty() || element.len() > 19 || !element.iter().all(u8::is_ascii_digit) {
+            return Err(ResponseError::BadContentLength);
+        }
+        let n = element
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return Err(ResponseError::BadContentLength);
+        }
+        found = Some(n);
+    }
+    found.ok_or(ResponseError::BadContentLength)
+}
+
+/// One `Transfer-Encoding` line: codings in order; `chunked` may only be the last of all.
+fn transfer_coding(value: &HeaderValue, framing: &mut Framing) -> Result<(), ResponseError> {
+    for coding in list(value) {
+        if coding.is_empty() || framing.chunked {
+            return Err(ResponseError::BadTransferEncoding);
+        }
+        framing.coded = true;
+        framing.chunked = coding.eq_ignore_ascii_case(b"chunked");
+    }
+    Ok(())
+}
+
+/// What [`Decoder::decode`] found in the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// Body bytes, split off the buffer.
+    Data(Bytes),
+    /// Nothing decodable yet: read more, then decode again (or call [`Decoder::eof`]).
+    NeedMore,
+    /// The body is complete; what follows in the buffer is not part of it.
+    End,
+}
+
+/// A response body's decoding state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoder {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// Bytes still to come.
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+    /// An error met while reading ahead past data already handed out; reported next.
+    Failed(ResponseError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Bytes left in the current chunk.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines (discarded), with the bytes seen so far.
+    Trailers(usize),
+}
+
+impl Decoder {
+    pub fn length(n: u64) -> Decoder {
+        Decoder {
+            kind: if n == 0 { Kind::Done } else { Kind::Length(n) },
+        }
+    }
+
+    pub fn chunked() -> Decoder {
+        Decoder {
+            kind: Kind::Chunked(Chunk::Size),
+        }
+    }
+
+    pub fn until_close() -> Decoder {
+        Decoder {
+            kind: Kind::UntilClose,
+        }
+    }
+
+    /// The whole body has been decoded.
+    pub fn is_done(&self) -> bool {
+        self.kind == Kind::Done
+    }
+
+    /// Body bytes still to come, when the framing says.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Length(n) => Some(n),
+            Kind::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Takes the next body bytes (or the end) from the start of `buf`. After a chunk's data,
+    /// the framing that follows in the buffer is read at once, so that a body whose last
+    /// chunk is already buffered is [`done`](Self::is_done) as soon as its data is taken.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ResponseError> {
+        match &mut self.kind {
+            Kind::Done => Ok(Decoded::End),
+            Kind::Failed(e) => Err(e.clone()),
+            _ if buf.is_empty() => Ok(Decoded::NeedMore),
+            Kind::UntilClose => Ok(Decoded::Data(buf.split().freeze())),
+            Kind::Length(n) => {
+                let take = usize::try_from(*n).map_or(buf.len(), |n| n.min(buf.len()));
+                *n -= take as u64;
+                if *n == 0 {
+                    self.kind = Kind::Done;
+                }
+                Ok(Decoded::Data(buf.split_to(take).freeze()))
+            }
+            Kind::Chunked(_) => {
+                self.framing(buf)?;
+                let Kind::Chunked(Chunk::Data(n)) = &mut self.kind else {
+                    return Ok(if self.is_done() {
+                        Decoded::End
+                    } else {
+                        Decoded::NeedMore
+                    });
+                };
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let take = usize::try_from(*n).map_or(buf.len(), |n| n.min(buf.len()));
+                *n -= take as u64;
+                if *n == 0 {
+                    self.kind = Kind::Chunked(Chunk::DataEnd);
+                }
+                let data = buf.split_to(take).freeze();
+                if let Err(e) = self.framing(buf) {
+                    self.kind = Kind::Failed(e);
+                }
+                Ok(Decoded::Data(data))
+            }
+        }
+    }
+
+    /// The upstream closed the connection: the end of a close-delimited body, else a body cut
+    /// short.
+    pub fn eof(&mut self) -> Result<(), ResponseError> {
+        match self.kind {
+            Kind::UntilClose | Kind::Done => {
+                self.kind = Kind::Done;
+                Ok(())
+            }
+            Kind::Failed(ref e) => Err(e.clone()),
+            _ => Err(ResponseError::Truncated),
+        }
+    }
+
+    /// Consumes chunk framing (size lines, CRLFs, trailers) from `buf` until chunk data is
+    /// next, the body is done, or more bytes are needed.
+    fn framing(&mut self, buf: &mut BytesMut) -> Result<(), ResponseError> {
+        loop {
+            let Kind::Chunked(state) = self.kind else {
+                return Ok(());
+            };
+            match state {
+                Chunk::Data(_) => return Ok(()),
+                Chunk::DataEnd => match buf.get(..2) {
+                    None if buf.first().is_none_or(|&b| b == b'\r') => return Ok(()),
+                    Some(b"\r\n") => {
+                        buf.advance(2);
+                        self.kind = Kind::Chunked(Chunk::Size);
+                    }
+                    _ => return Err(ResponseError::BadChunk),
+                },
+                Chunk::Size => {
+                    let Some(line) = line(buf, MAX_CHUNK_LINE, ResponseError::BadChunk)? else {
+                        return Ok(());
+                    };
+                    let size = chunk_size(&buf[..line - 2])?;
+                    buf.advance(line);
+                    self.kind = Kind::Chunked(match size {
+                        0 => Chunk::Trailers(0),
+                        n => Chunk::Data(n),
+                    });
+                }
+                Chunk::Trailers(seen) => {
+                    let limit = MAX_TRAILERS.saturating_sub(seen);
+                    let Some(line) = line(buf, limit, ResponseError::BadTrailers)? else {
+                        return Ok(());
+                    };
+                    if line == 2 {
+                        buf.advance(2);
+                        self.kind = Kind::Done;
+                        return Ok(());
+                    }
+                    // A trailer field is a name, a colon and a value; its content is dropped.
+                    match buf[..line].iter().position(|&b| b == b':') {
+                        Some(colon) if colon > 0 && is_token(&buf[..colon]) => {}
+                        _ => return Err(ResponseError::BadTrailers),
+                    }
+                    buf.advance(line);
+                    self.kind = Kind::Chunked(Chunk::Trailers(seen + line));
+                }
+            }
+        }
+    }
+}
+
+/// The length (with its CRLF) of the line at the start of `buf`, if it is complete; a line
+/// longer than `limit`, or one ending in a bare LF, is `err`.
+fn line(buf: &[u8], limit: usize, err: ResponseError) -> Result<Option<usize>, ResponseError> {
+    let window = &buf[..buf.len().min(limit)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(lf) if lf > 0 && window[lf - 1] == b'\r' => Ok(Some(lf + 1)),
+        Some(_) => Err(err),
+        None if buf.len() >= limit => Err(err),
+        None => Ok(None),
+    }
+}
+
+/// `chunk-size [ BWS ";" chunk-ext ]` (RFC 9112 §7.1): one to sixteen hex digits; extensions
+/// are ignored but may hold no control characters (a CR or LF inside would split the line
+/// differently for another parser).
+fn chunk_size(line: &[u8]) -> Result<u64, ResponseError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(ResponseError::BadChunk);
+    }
+    let size = line[..digits].iter().fold(0u64, |n, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => d - b'A' + 10,
+        };
+        n << 4 | u64::from(v)
+    });
+    let rest = &line[digits..];
+    let ext = &rest[rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count()..];
+    let ok = match ext.first() {
+        None => true,
+        Some(b';') => ext.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80),
+        Some(_) => false,
+    };
+    if ok {
+        Ok(size)
+    } else {
+        Err(ResponseError::BadChunk)
+    }
+}
+
+fn is_token(name: &[u8]) -> bool {
+    name.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests;
