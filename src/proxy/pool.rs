@@ -164,12 +164,12 @@ impl Pool {
         id: u64,
         conn: Box<Conn>,
         head: Head,
-        outgoing: Option<Outgoing<OutboundBody>>,
+        outgoing: Option<Box<Outgoing<OutboundBody>>>,
     ) -> Response<PooledBody> {
         let mut body = PooledBody {
             conn: Some(conn),
             decoder: head.body,
-            outgoing: outgoing.map(Box::new),
+            outgoing,
             keep_alive: head.keep_alive,
             failed: false,
             pool: Arc::clone(&self.shared),
@@ -194,9 +194,15 @@ impl Pool {
 
     /// Idle connections held for target `id` (for tests).
     #[cfg(test)]
-    fn idle_count(&self, id: u64) -> usize {
+    pub(super) fn idle_count(&self, id: u64) -> usize {
         let idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.get(&id).map_or(0, Vec::len)
+    }
+
+    /// What the sweeper does every [`SWEEP_EVERY`], now (for tests).
+    #[cfg(test)]
+    pub(super) fn sweep_now(&self) {
+        self.shared.sweep();
     }
 }
 
@@ -242,9 +248,9 @@ impl PooledBody {
     /// The body is done: the connection goes back to the pool if it may carry another
     /// request, else it is closed.
     fn release(&mut self) {
-        if let Some(conn) = self.conn.take()
+        if let Some(mut conn) = self.conn.take()
             && self.keep_alive
-            && self.outgoing.is_none()
+            && conn.is_reusable()
         {
             self.pool.give_back(self.id, conn);
         }
@@ -264,19 +270,7 @@ impl HttpBody for PooledBody {
         let Some(conn) = this.conn.as_mut() else {
             return Poll::Ready(this.failed.then_some(Err(h1::Error::Failed)));
         };
-        if let Some(out) = this.outgoing.as_mut() {
-            match conn.poll_send(cx, out) {
-                Poll::Pending => {}
-                Poll::Ready(Ok(())) => this.outgoing = None,
-                // The upstream stopped reading the request; its response may still be whole.
-                Poll::Ready(Err(e)) => {
-                    tracing::debug!(error = %e, "request body not sent in full");
-                    this.outgoing = None;
-                    this.keep_alive = false;
-                }
-            }
-        }
-        match ready!(conn.poll_body(cx, &mut this.decoder)) {
+        match ready!(conn.poll_response(cx, &mut this.decoder, &mut this.outgoing)) {
             Some(Ok(data)) => {
                 if this.decoder.is_done() {
                     this.release();

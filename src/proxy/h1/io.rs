@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -15,8 +15,6 @@ use tokio_rustls::client::TlsStream;
 
 /// Each step of opening a connection (TCP, then the TLS handshake) gets this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes of plaintext asked of TLS per read (it hands out at most a record, 16 KiB, anyway).
-const TLS_READ: usize = 16 * 1024;
 
 pub enum Io {
     Tcp(TcpStream),
@@ -43,30 +41,19 @@ impl Io {
         Ok(Io::Tls(Box::new(tls)))
     }
 
-    /// Reads what is there into `buf`'s spare capacity (which the caller has reserved).
-    /// `Ok(0)`: the upstream closed.
-    pub fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    /// Reads what is there into `buf`'s spare capacity (which the caller has reserved),
+    /// uninitialised, with tokio-util doing the one `unsafe` step. Through `AsyncRead`, so a
+    /// read that leaves the kernel's buffer empty clears the socket's readiness, and the check
+    /// before reuse ([`Io::is_idle_and_open`]) costs no system call. `Ok(0)`: the upstream
+    /// closed.
+    pub fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
         match self {
-            // Straight into the spare capacity, uninitialised, without `unsafe` of our own.
-            Io::Tcp(tcp) => loop {
-                ready!(tcp.poll_read_ready(cx))?;
-                match tcp.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    done => return Poll::Ready(done),
-                }
-            },
-            // tokio's `ReadBuf` wants initialised bytes for a safe read; zeroing a record's
-            // worth is small beside decrypting it.
-            Io::Tls(tls) => {
-                let start = buf.len();
-                buf.resize(start + TLS_READ, 0);
-                let mut read = ReadBuf::new(&mut buf[start..]);
-                let polled = Pin::new(&mut **tls).poll_read(cx, &mut read);
-                let n = read.filled().len();
-                buf.truncate(start + n);
-                ready!(polled)?;
-                Poll::Ready(Ok(n))
-            }
+            Io::Tcp(tcp) => tokio_util::io::poll_read_buf(Pin::new(tcp), cx, buf),
+            Io::Tls(tls) => tokio_util::io::poll_read_buf(Pin::new(&mut **tls), cx, buf),
         }
     }
 
@@ -94,13 +81,17 @@ impl Io {
     pub fn is_idle_and_open(&mut self) -> bool {
         let mut probe = [0u8; 64];
         match self {
-            Io::Tcp(tcp) => matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            Io::Tcp(tcp) => {
+                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
             // TLS may read records that carry no data (a TLS 1.3 session ticket) and still
             // be pending: that is an open connection too.
             Io::Tls(tls) => {
                 let mut cx = Context::from_waker(Waker::noop());
                 let mut read = ReadBuf::new(&mut probe);
-                Pin::new(&mut **tls).poll_read(&mut cx, &mut read).is_pending()
+                Pin::new(&mut **tls)
+                    .poll_read(&mut cx, &mut read)
+                    .is_pending()
             }
         }
     }

@@ -11,22 +11,26 @@
 //! Request and response bodies flow at the same time: whatever of the request body is left
 //! when the response head arrives keeps going out while the response body is read.
 
+mod body;
 mod io;
 mod request;
 mod response;
+#[cfg(test)]
+mod tests;
 
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
+use hyper::Method;
 use hyper::body::Body;
 use hyper::http::request::Parts;
-use hyper::Method;
 
+pub use self::body::Decoder;
 pub use self::io::Io;
 use self::request::{Encoder, RequestError};
-pub use self::response::{Decoder, Head, ResponseError};
+pub use self::response::{Head, ResponseError};
 
 /// Read buffer: grown by this much when less than [`READ_MIN`] is free.
 const READ_SIZE: usize = 16 * 1024;
@@ -73,6 +77,8 @@ pub struct Conn {
     data: Bytes,
     /// A response byte has come since the current request was started.
     answered: bool,
+    /// The current request could not be sent in full: the connection ends with its response.
+    cut: bool,
 }
 
 impl Conn {
@@ -89,13 +95,18 @@ impl Conn {
             written: 0,
             data: Bytes::new(),
             answered: false,
+            cut: false,
         }))
     }
 
     /// Fit for another request: open, and nothing unread or unwritten left on it (an
     /// upstream that sent more than its response is not to be trusted with the next one).
     pub fn is_reusable(&mut self) -> bool {
-        self.read.is_empty() && self.data.is_empty() && self.write.is_empty() && self.io.is_idle_and_open()
+        !self.cut
+            && self.read.is_empty()
+            && self.data.is_empty()
+            && self.write.is_empty()
+            && self.io.is_idle_and_open()
     }
 
     /// Sends the request and reads its response head. What is left of the request body, if
@@ -104,12 +115,13 @@ impl Conn {
         &mut self,
         parts: &Parts,
         body: B,
-    ) -> Result<(Head, Option<Outgoing<B>>), Error>
+    ) -> Result<(Head, Option<Box<Outgoing<B>>>), Error>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
         self.answered = false;
+        self.cut = false;
         self.write.clear();
         self.written = 0;
         let empty = body.is_end_stream();
@@ -118,13 +130,13 @@ impl Conn {
         if empty {
             encoder.finish(&mut self.write)?;
         }
-        let mut outgoing = Some(Outgoing {
+        let mut outgoing = Some(Box::new(Outgoing {
             body: (!empty).then_some(body),
             encoder,
-        });
+        }));
         let head_request = parts.method == Method::HEAD;
         let mut write_error = None;
-        std::future::poll_fn(|cx| {
+        let head = std::future::poll_fn(|cx| {
             if let Some(out) = outgoing.as_mut() {
                 match self.poll_send(cx, out) {
                     Poll::Pending => {}
@@ -132,30 +144,62 @@ impl Conn {
                     // The upstream stopped reading; it may still have answered (a 413, say).
                     Poll::Ready(Err(Error::Io(e))) => {
                         write_error = Some(e);
+                        self.cut = true;
                         outgoing = None;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 }
             }
             match ready!(self.poll_head(cx, head_request)) {
-                Ok(head) => Poll::Ready(Ok(head)),
-                Err(Error::Unanswered(e)) => Poll::Ready(Err(Error::Unanswered(write_error.take().unwrap_or(e)))),
-                Err(e) => Poll::Ready(Err(e)),
+                Err(Error::Unanswered(e)) => {
+                    Poll::Ready(Err(Error::Unanswered(write_error.take().unwrap_or(e))))
+                }
+                head => Poll::Ready(head),
             }
         })
-        .await
-        .map(|head| {
-            if write_error.is_some() {
-                // Part of the request never went out: the connection ends with this response.
-                return (Head { keep_alive: false, ..head }, None);
+        .await?;
+        Ok((head, outgoing))
+    }
+
+    /// The next piece of the response body (`None` at its end), sending on what is left of
+    /// the request body meanwhile.
+    pub fn poll_response<B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut Decoder,
+        outgoing: &mut Option<Box<Outgoing<B>>>,
+    ) -> Poll<Option<Result<Bytes, Error>>>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        if let Some(out) = outgoing.as_mut() {
+            match self.poll_send(cx, out) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => *outgoing = None,
+                // The upstream stopped reading the request; its response may still be whole.
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "request body not sent in full");
+                    self.cut = true;
+                    *outgoing = None;
+                }
             }
-            (head, outgoing)
-        })
+        }
+        let polled = self.poll_body(cx, body);
+        if body.is_done() && outgoing.take().is_some() {
+            // The response ended before the request did: no request can follow this one.
+            self.cut = true;
+        }
+        polled
     }
 
     /// Writes the request head and as much of the body as is ready; `Ready(Ok)` once all of
     /// it is written (and flushed, for TLS).
-    pub fn poll_send<B>(&mut self, cx: &mut Context<'_>, out: &mut Outgoing<B>) -> Poll<Result<(), Error>>
+    fn poll_send<B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Outgoing<B>,
+    ) -> Poll<Result<(), Error>>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -163,13 +207,19 @@ impl Conn {
         loop {
             // Gather first, so a small body goes out in the same write as the head.
             let mut waiting = false;
-            while let Some(body) = out.body.as_mut().filter(|_| self.data.is_empty() && self.write.len() < WRITE_BATCH) {
+            while let Some(body) = out
+                .body
+                .as_mut()
+                .filter(|_| self.data.is_empty() && self.write.len() < WRITE_BATCH)
+            {
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Pending => {
                         waiting = true;
                         break;
                     }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Error::RequestBody(e.into()))),
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Err(Error::RequestBody(e.into())));
+                    }
                     Poll::Ready(Some(Ok(frame))) => {
                         // Trailers are dropped: the `Trailer` header that announces them is
                         // hop-by-hop, removed before the request got here.
@@ -235,7 +285,9 @@ impl Conn {
             }
             match ready!(self.poll_read(cx)) {
                 Ok(0) if !self.answered => {
-                    return Poll::Ready(Err(Error::Unanswered(std::io::ErrorKind::UnexpectedEof.into())));
+                    return Poll::Ready(Err(Error::Unanswered(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    )));
                 }
                 Ok(0) => return Poll::Ready(Err(ResponseError::Truncated.into())),
                 Ok(_) => self.answered = true,
@@ -246,12 +298,16 @@ impl Conn {
     }
 
     /// The next piece of the response body; `None` at its end.
-    pub fn poll_body(&mut self, cx: &mut Context<'_>, body: &mut Decoder) -> Poll<Option<Result<Bytes, Error>>> {
+    fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut Decoder,
+    ) -> Poll<Option<Result<Bytes, Error>>> {
         loop {
             match body.decode(&mut self.read) {
-                Ok(response::Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
-                Ok(response::Decoded::End) => return Poll::Ready(None),
-                Ok(response::Decoded::NeedMore) => {}
+                Ok(body::Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(body::Decoded::End) => return Poll::Ready(None),
+                Ok(body::Decoded::NeedMore) => {}
                 Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
             match ready!(self.poll_read(cx)) {

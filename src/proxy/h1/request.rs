@@ -93,7 +93,7 @@ pub fn write_head(
 
 /// `None`: no `Transfer-Encoding`; else whether its last coding is `chunked`.
 fn coding_is_chunked(parts: &Parts) -> Option<bool> {
-    let last = parts.headers.get_all(TRANSFER_ENCODING).iter().last()?;
+    let last = parts.headers.get_all(TRANSFER_ENCODING).iter().next_back()?;
     let coding = last.as_bytes().rsplit(|&b| b == b',').next()?;
     Some(coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
@@ -209,13 +209,48 @@ mod tests {
 
     #[test]
     fn heads_carry_the_given_headers_and_one_framing() {
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool, Option<u64>, Option<&'a str>, Encoder);
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            bool,
+            Option<u64>,
+            Option<&'a str>,
+            Encoder,
+        );
         let chunked = Encoder::Chunked { open: false };
         let cases: &[Case] = &[
-            ("GET", &[("host", "up")], true, Some(0), None, Encoder::Length(0)),
-            ("POST", &[("content-length", "3")], false, Some(3), Some("content-length: 3"), Encoder::Length(3)),
-            ("POST", &[], false, Some(5), Some("content-length: 5"), Encoder::Length(5)),
-            ("POST", &[], false, None, Some("transfer-encoding: chunked"), chunked),
+            (
+                "GET",
+                &[("host", "up")],
+                true,
+                Some(0),
+                None,
+                Encoder::Length(0),
+            ),
+            (
+                "POST",
+                &[("content-length", "3")],
+                false,
+                Some(3),
+                Some("content-length: 3"),
+                Encoder::Length(3),
+            ),
+            (
+                "POST",
+                &[],
+                false,
+                Some(5),
+                Some("content-length: 5"),
+                Encoder::Length(5),
+            ),
+            (
+                "POST",
+                &[],
+                false,
+                None,
+                Some("transfer-encoding: chunked"),
+                chunked,
+            ),
             (
                 "PUT",
                 &[("transfer-encoding", "chunked"), ("content-length", "9")],
@@ -224,29 +259,53 @@ mod tests {
                 Some("transfer-encoding: chunked"),
                 chunked,
             ),
-            ("POST", &[("content-length", "4"), ("content-length", "4")], false, Some(4), Some("content-length: 4"), Encoder::Length(4)),
+            (
+                "POST",
+                &[("content-length", "4"), ("content-length", "4")],
+                false,
+                Some(4),
+                Some("content-length: 4"),
+                Encoder::Length(4),
+            ),
         ];
         for (method, headers, empty, size, framing, encoder) in cases {
             let (text, r) = head(&parts(method, headers), *empty, *size);
             assert_eq!(r, Ok(*encoder), "{text}");
-            assert!(text.starts_with(&format!("{method} /a/b?c=d HTTP/1.1\r\n")), "{text}");
+            assert!(
+                text.starts_with(&format!("{method} /a/b?c=d HTTP/1.1\r\n")),
+                "{text}"
+            );
             assert!(text.ends_with("\r\n\r\n"), "{text}");
-            let framings = text.matches("content-length").count() + text.matches("transfer-encoding").count();
+            let framings =
+                text.matches("content-length").count() + text.matches("transfer-encoding").count();
             assert_eq!(framings, usize::from(framing.is_some()), "{text}");
             if let Some(f) = framing {
                 assert!(text.contains(&format!("\r\n{f}\r\n")), "{text}");
             }
         }
-        let (text, _) = head(&parts("GET", &[("host", "up"), ("x-a", "1")]), true, Some(0));
+        let (text, _) = head(
+            &parts("GET", &[("host", "up"), ("x-a", "1")]),
+            true,
+            Some(0),
+        );
         assert_eq!(text, "GET /a/b?c=d HTTP/1.1\r\nhost: up\r\nx-a: 1\r\n\r\n");
     }
 
     #[test]
     fn unframeable_requests_are_refused() {
         for (headers, err) in [
-            (&[("transfer-encoding", "gzip")][..], RequestError::BadTransferEncoding),
-            (&[("content-length", "x")][..], RequestError::BadContentLength),
-            (&[("content-length", "1"), ("content-length", "2")][..], RequestError::BadContentLength),
+            (
+                &[("transfer-encoding", "gzip")][..],
+                RequestError::BadTransferEncoding,
+            ),
+            (
+                &[("content-length", "x")][..],
+                RequestError::BadContentLength,
+            ),
+            (
+                &[("content-length", "1"), ("content-length", "2")][..],
+                RequestError::BadContentLength,
+            ),
         ] {
             assert_eq!(head(&parts("POST", headers), false, None).1, Err(err));
         }
@@ -272,7 +331,10 @@ mod tests {
         let mut e = Encoder::Length(3);
         assert_eq!(e.data(&mut out, Bytes::from_static(b"ab")), Ok(None));
         assert_eq!(e.finish(&mut out), Err(RequestError::BodyTooShort));
-        assert_eq!(e.data(&mut out, Bytes::from_static(b"cd")), Err(RequestError::BodyTooLong));
+        assert_eq!(
+            e.data(&mut out, Bytes::from_static(b"cd")),
+            Err(RequestError::BodyTooLong)
+        );
         assert_eq!(out, b"ab");
     }
 
