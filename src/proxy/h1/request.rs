@@ -93,7 +93,11 @@ pub fn write_head(
 
 /// `None`: no `Transfer-Encoding`; else whether its last coding is `chunked`.
 fn coding_is_chunked(parts: &Parts) -> Option<bool> {
-    let last = parts.headers.get_all(TRANSFER_ENCODING).iter().next_back()?;
+    let last = parts
+        .headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()?;
     let coding = last.as_bytes().rsplit(|&b| b == b',').next()?;
     Some(coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }

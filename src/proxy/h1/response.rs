@@ -71,9 +71,17 @@ struct Span {
     value: (u32, u32),
 }
 
-fn span_of(base: usize, part: &[u8]) -> (u32, u32) {
-    let start = part.as_ptr() as usize - base;
-    (start as u32, (start + part.len()) as u32)
+/// Where `part` lies in `buf`. Not every slice httparse hands back points into the buffer
+/// (a reason phrase it will not read is a `""` of its own), so that is checked, not assumed.
+fn span_of(buf: &[u8], part: &[u8]) -> Option<(u32, u32)> {
+    if part.is_empty() {
+        return Some((0, 0));
+    }
+    let start = (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    let end = start
+        .checked_add(part.len())
+        .filter(|&end| end <= buf.len())?;
+    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
 }
 
 /// Parses the response head at the start of `buf` and removes it (and any 1xx heads before
@@ -99,14 +107,13 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             if len > MAX_HEAD {
                 return Err(ResponseError::HeadTooLarge);
             }
-            let base = buf.as_ptr() as usize;
             for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
                 *span = Span {
-                    name: span_of(base, h.name.as_bytes()),
-                    value: span_of(base, h.value),
+                    name: span_of(buf, h.name.as_bytes()).ok_or(ResponseError::BadHeader)?,
+                    value: span_of(buf, h.value).ok_or(ResponseError::BadHeader)?,
                 };
             }
-            let reason = resp.reason.map(|r| span_of(base, r.as_bytes()));
+            let reason = resp.reason.and_then(|r| span_of(buf, r.as_bytes()));
             let code = resp.code.unwrap_or_default();
             let version = resp.version.unwrap_or_default();
             (len, code, version, resp.headers.len(), reason)
