@@ -353,7 +353,8 @@ async fn the_response_may_start_before_the_request_body_ends() {
         .await
         .expect("connect");
     let (mut tx, body): (Sender<Bytes>, _) = Channel::new(1);
-    let (mut head, mut out) = conn.send(&parts("POST"), body).await.expect("head first");
+    let sent = tokio::time::timeout(DEADLINE, conn.send(&parts("POST"), body)).await;
+    let (mut head, mut out) = sent.expect("in time").expect("head first");
     assert!(out.is_some(), "the request body is still open");
     let first = std::future::poll_fn(|cx| conn.poll_response(cx, &mut head.body, &mut out)).await;
     assert_eq!(first.expect("data").expect("data"), "first");
@@ -391,7 +392,8 @@ async fn an_answer_to_a_body_the_upstream_never_reads_is_returned() {
         .expect("connect");
     // A body that never ends: only the answer can end the exchange.
     let (tx, body): (Sender<Bytes>, _) = Channel::new(1);
-    let (head, _) = conn.send(&parts("POST"), body).await.expect("early answer");
+    let sent = tokio::time::timeout(DEADLINE, conn.send(&parts("POST"), body)).await;
+    let (head, _) = sent.expect("answered in time").expect("early answer");
     assert_eq!(head.status, 413);
     assert!(!head.keep_alive);
     drop(tx);
