@@ -130,10 +130,10 @@ impl Conn {
         if empty {
             encoder.finish(&mut self.write)?;
         }
-        let mut outgoing = Some(Box::new(Outgoing {
+        let mut outgoing = Some(Outgoing {
             body: (!empty).then_some(body),
             encoder,
-        }));
+        });
         let head_request = parts.method == Method::HEAD;
         let mut write_error = None;
         let head = std::future::poll_fn(|cx| {
@@ -158,7 +158,8 @@ impl Conn {
             }
         })
         .await?;
-        Ok((head, outgoing))
+        // Boxed only in the rare case that it is still going (it moves into the response body).
+        Ok((head, outgoing.map(Box::new)))
     }
 
     /// The next piece of the response body (`None` at its end), sending on what is left of
