@@ -1,6 +1,7 @@
 //! Forwarding to upstreams: the pooled keep-alive client, round-robin over a route's
 //! upstreams (skipping ones that just failed), and header hygiene (SPEC §4 step 4).
 
+mod h1;
 mod pool;
 
 use std::net::IpAddr;

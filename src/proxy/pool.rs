@@ -1,16 +1,17 @@
-//! The upstream connection pool of one worker runtime: HTTP/1.1 connections on
-//! `hyper::client::conn::http1`, kept idle per upstream target and reused most recently used
+//! The upstream connection pool of one worker runtime: HTTP/1.1 connections on Tollgate's own
+//! client codec ([`super::h1`]), kept idle per upstream target and reused most recently used
 //! first. A connection goes back to the pool the moment its response body has been read to
 //! the end, so the next request can take it while the client is still receiving this one.
 //!
 //! What a pool needs besides:
-//! - a request that meets a connection the upstream has just closed, before it was written
-//!   (hyper hands it back), goes out on another connection;
-//! - one that was written and then saw the connection close is [`SendError::Closed`]: the
-//!   caller, which knows whether the request may be repeated, sends it again with
-//!   [`Reuse::NewOnly`];
+//! - an idle connection the upstream has closed is noticed before a request is written on
+//!   it (when the close has reached us), and skipped;
+//! - a request that was written on a kept-alive connection and got not one byte of answer
+//!   before it closed is [`SendError::Closed`]: the caller, which knows whether the request
+//!   may be repeated, sends it again with [`Reuse::NewOnly`];
 //! - connections idle longer than [`IDLE_TIMEOUT`] are closed; at most
-//!   [`MAX_IDLE_PER_TARGET`] are kept.
+//!   [`MAX_IDLE_PER_TARGET`] are kept; one whose response said `Connection: close`, was
+//!   HTTP/1.0 without keep-alive or ended with the connection is not kept at all.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,17 +23,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use rustc_hash::FxBuildHasher;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
+
+use super::h1::{self, Conn, Decoder, Head, Outgoing};
+// The tests' hyper upstreams (they came before this codec, and stay as they were).
+#[cfg(test)]
+use hyper_util::rt::TokioIo;
 
 /// Body sent upstream: the client's own, or nothing (a retried request without a body).
 pub type OutboundBody = Either<Incoming, Empty<Bytes>>;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed (nginx's upstream `keepalive_timeout` is 60 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per target and worker; more are closed when handed back.
@@ -59,10 +60,10 @@ pub enum SendError {
     /// A kept-alive connection closed before any answer: the upstream dropped it while it
     /// sat idle. The request was sent, so only an idempotent one may be sent again.
     #[error("idle connection closed by the upstream: {0}")]
-    Closed(hyper::Error),
-    /// The request failed on an established connection.
+    Closed(h1::Error),
+    /// The request failed on an established connection, or the response was malformed.
     #[error("{0}")]
-    Request(hyper::Error),
+    Request(h1::Error),
 }
 
 /// Which connections a request may go out on.
@@ -75,7 +76,7 @@ pub enum Reuse {
 }
 
 struct Idle {
-    sender: SendRequest<OutboundBody>,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -87,21 +88,18 @@ struct Shared {
 }
 
 impl Shared {
-    fn take(&self, id: u64) -> Option<SendRequest<OutboundBody>> {
+    fn take(&self, id: u64) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&id)?;
-        while let Some(conn) = list.pop() {
-            if conn.since.elapsed() < IDLE_TIMEOUT && !conn.sender.is_closed() {
-                return Some(conn.sender);
+        while let Some(mut idle) = list.pop() {
+            if idle.since.elapsed() < IDLE_TIMEOUT && idle.conn.is_reusable() {
+                return Some(idle.conn);
             }
         }
         None
     }
 
-    fn give_back(self: &Arc<Self>, id: u64, sender: SendRequest<OutboundBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn give_back(self: &Arc<Self>, id: u64, conn: Box<Conn>) {
         if !self.sweeping.swap(true, Ordering::Relaxed) {
             tokio::spawn(sweeper(Arc::downgrade(self)));
         }
@@ -109,7 +107,7 @@ impl Shared {
         let list = idle.entry(id).or_default();
         if list.len() < MAX_IDLE_PER_TARGET {
             list.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -119,7 +117,7 @@ impl Shared {
     fn sweep(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|_, list| {
-            list.retain(|c| c.since.elapsed() < IDLE_TIMEOUT && !c.sender.is_closed());
+            list.retain_mut(|c| c.since.elapsed() < IDLE_TIMEOUT && c.conn.is_reusable());
             !list.is_empty()
         });
     }
@@ -133,38 +131,30 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Sends `req` (origin-form URI, `Host` set) to `to`, on an idle connection when `reuse`
-    /// allows and there is one, else on a new one.
+    /// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers removed) to `to`, on an
+    /// idle connection when `reuse` allows and there is one, else on a new one.
     pub async fn send(
         &self,
         to: &Endpoint<'_>,
-        mut req: Request<OutboundBody>,
+        req: Request<OutboundBody>,
         reuse: Reuse,
     ) -> Result<Response<PooledBody>, SendError> {
-        // Idle connections first; one the upstream closed in the meantime hands the request
-        // back unsent, and the next is tried.
-        while let Some(mut sender) = (reuse == Reuse::Idle)
-            .then(|| self.shared.take(to.id))
-            .flatten()
-        {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.lease(to.id, sender, resp)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None if e.error().is_incomplete_message() => {
-                        return Err(SendError::Closed(e.into_error()));
-                    }
-                    None => return Err(SendError::Request(e.into_error())),
-                },
-            }
-        }
-        // Boxed: connecting (TCP, TLS, handshake) is rare and its future is large.
-        let mut sender = Box::pin(connect(to)).await?;
-        match sender.send_request(req).await {
-            Ok(resp) => Ok(self.lease(to.id, sender, resp)),
+        let (parts, body) = req.into_parts();
+        let idle = match reuse {
+            Reuse::Idle => self.shared.take(to.id),
+            Reuse::NewOnly => None,
+        };
+        let reused = idle.is_some();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            // Boxed: connecting (TCP, TLS) is rare and its future is large.
+            None => Box::pin(Conn::connect(to.host, to.port, to.tls))
+                .await
+                .map_err(SendError::Connect)?,
+        };
+        match conn.send(&parts, body).await {
+            Ok((head, outgoing)) => Ok(self.lease(to.id, conn, head, outgoing)),
+            Err(e @ h1::Error::Unanswered(_)) if reused => Err(SendError::Closed(e)),
             Err(e) => Err(SendError::Request(e)),
         }
     }
@@ -172,30 +162,47 @@ impl Pool {
     fn lease(
         &self,
         id: u64,
-        sender: SendRequest<OutboundBody>,
-        resp: Response<Incoming>,
+        conn: Box<Conn>,
+        head: Head,
+        outgoing: Option<Box<Outgoing<OutboundBody>>>,
     ) -> Response<PooledBody> {
-        let lease = Lease {
+        let mut body = PooledBody {
+            conn: Some(conn),
+            decoder: head.body,
+            outgoing,
+            keep_alive: head.keep_alive,
+            failed: false,
             pool: Arc::clone(&self.shared),
             id,
-            sender,
         };
-        resp.map(|inner| {
-            let mut body = PooledBody {
-                inner,
-                lease: Some(lease),
-            };
-            // A response without a body (204, 304, HEAD, Content-Length: 0) is complete now.
-            body.release_if_done();
-            body
-        })
+        // A response without a body (204, 304, HEAD, Content-Length: 0) is complete now.
+        if body.decoder.is_done() {
+            body.release();
+        }
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        if let Some(reason) = head
+            .reason
+            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
+        {
+            resp.extensions_mut().insert(reason);
+        }
+        resp
     }
 
     /// Idle connections held for target `id` (for tests).
     #[cfg(test)]
-    fn idle_count(&self, id: u64) -> usize {
+    pub(super) fn idle_count(&self, id: u64) -> usize {
         let idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.get(&id).map_or(0, Vec::len)
+    }
+
+    /// What the sweeper does every [`SWEEP_EVERY`], now (for tests).
+    #[cfg(test)]
+    pub(super) fn sweep_now(&self) {
+        self.shared.sweep();
     }
 }
 
@@ -211,114 +218,86 @@ async fn sweeper(shared: Weak<Shared>) {
     }
 }
 
-/// Opens a connection (TCP, then TLS for `https://`) and starts its HTTP/1.1 task.
-async fn connect(to: &Endpoint<'_>) -> Result<SendRequest<OutboundBody>, SendError> {
-    let tcp = within_connect_timeout("connect", TcpStream::connect((to.host, to.port))).await?;
-    let _ = tcp.set_nodelay(true);
-    match to.tls {
-        None => handshake(tcp).await,
-        Some(config) => {
-            let name = ServerName::try_from(to.host.to_owned()).map_err(|e| {
-                SendError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-            })?;
-            let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
-            let tls = within_connect_timeout("TLS handshake", connector.connect(name, tcp)).await?;
-            handshake(tls).await
-        }
-    }
-}
-
-/// One step of opening a connection, bounded by [`CONNECT_TIMEOUT`]; any failure is a
-/// [`SendError::Connect`].
-async fn within_connect_timeout<T>(
-    step: &str,
-    io: impl Future<Output = std::io::Result<T>>,
-) -> Result<T, SendError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, io).await {
-        Ok(result) => result.map_err(SendError::Connect),
-        Err(_) => Err(SendError::Connect(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("{step} timed out"),
-        ))),
-    }
-}
-
-async fn handshake<T>(io: T) -> Result<SendRequest<OutboundBody>, SendError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(SendError::Request)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
-/// A connection lent to one response, until its body ends.
-struct Lease {
+/// An upstream response body, read off its connection as hyper's server asks for it; the
+/// connection goes back to the pool once the body is read to the end (and kept-alive).
+/// Dropped before that (the client went away), it closes the connection instead. A body the
+/// upstream cuts short, or frames wrongly, ends in an error, so the client's connection is
+/// aborted rather than handed a truncated body as if it were whole.
+pub struct PooledBody {
+    /// `None` once released, dropped or failed.
+    conn: Option<Box<Conn>>,
+    decoder: Decoder,
+    /// The request body still being sent (the response head came first). Boxed: rare.
+    outgoing: Option<Box<Outgoing<OutboundBody>>>,
+    keep_alive: bool,
+    failed: bool,
     pool: Arc<Shared>,
     id: u64,
-    sender: SendRequest<OutboundBody>,
-}
-
-/// An upstream response body that hands its connection back to the pool once read to the
-/// end. Dropped before that (the client went away), it closes the connection instead.
-pub struct PooledBody {
-    inner: Incoming,
-    lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for PooledBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PooledBody")
-            .field("inner", &self.inner)
-            .field("pooled", &self.lease.is_some())
+            .field("decoder", &self.decoder)
+            .field("open", &self.conn.is_some())
             .finish()
     }
 }
 
 impl PooledBody {
-    fn release_if_done(&mut self) {
-        if self.inner.is_end_stream() {
-            self.release();
-        }
-    }
-
+    /// The body is done: the connection goes back to the pool if it may carry another
+    /// request, else it is closed.
     fn release(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.pool.give_back(lease.id, lease.sender);
+        if let Some(mut conn) = self.conn.take()
+            && self.keep_alive
+            && conn.is_reusable()
+        {
+            self.pool.give_back(self.id, conn);
         }
+        self.outgoing = None;
     }
 }
 
 impl HttpBody for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = h1::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, h1::Error>>> {
         let this = &mut *self;
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => this.release(),
-            Some(Ok(_)) => this.release_if_done(),
-            Some(Err(_)) => this.lease = None,
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(this.failed.then_some(Err(h1::Error::Failed)));
+        };
+        match ready!(conn.poll_response(cx, &mut this.decoder, &mut this.outgoing)) {
+            Some(Ok(data)) => {
+                if this.decoder.is_done() {
+                    this.release();
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            None => {
+                this.release();
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                this.conn = None;
+                this.failed = true;
+                Poll::Ready(Some(Err(e)))
+            }
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }
 
