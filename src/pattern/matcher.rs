@@ -18,12 +18,12 @@
 //!   from the (large) patterns, which only [`Matcher::best`]'s winner and extension methods
 //!   read.
 
-use std::hash::Hasher;
-
 use hyper::Method;
-use rustc_hash::FxHasher;
 
 use super::{Pattern, Segment};
+use edges::{Edges, Slot, edge_hash, segment_hash};
+
+mod edges;
 
 /// How specific a pattern is; a greater `Rank` wins in [`Matcher::best`]. Fields compare in
 /// declaration order, which is the documented precedence.
@@ -149,91 +149,6 @@ impl Node {
     };
 }
 
-/// One literal edge; `child == 0` marks an empty slot.
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    /// In [`Edges`], [`edge_hash`] of (parent, segment); in [`Matcher::kids`], the segment's
-    /// [`segment_hash`].
-    hash: u64,
-    parent: u32,
-    child: u32,
-}
-
-/// The literal edges of nodes with many children, in one linear-probing table (while
-/// [`Matcher::new`] builds the trie, all of them).
-///
-/// Keys are pattern segments from the config, so their distribution is not chosen by an
-/// attacker and a fast unkeyed hash is fine. Request segments *are* attacker-controlled, but
-/// they are only looked up, never inserted: a crafted collision costs a longer probe at worst,
-/// and every hash match is confirmed by comparing the text, so it can never forge a match.
-#[derive(Debug, Clone)]
-struct Edges {
-    /// Length a power of two, at most 3/4 full.
-    slots: Box<[Slot]>,
-    len: usize,
-}
-
-/// Hash of one path segment, combined with the parent's id by [`edge_hash`] for [`Edges`].
-fn segment_hash(seg: &str) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(seg.as_bytes());
-    h.finish()
-}
-
-fn edge_hash(parent: u32, seg_hash: u64) -> u64 {
-    // Fibonacci hashing: the multiply spreads both inputs into the high bits, which pick the slot.
-    (seg_hash ^ u64::from(parent).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_mul(0xA076_1D64_78BD_642F)
-}
-
-impl Edges {
-    fn with_capacity(n: usize) -> Edges {
-        let size = (n * 4 / 3 + 1).next_power_of_two().max(8);
-        Edges {
-            slots: vec![Slot::default(); size].into_boxed_slice(),
-            len: 0,
-        }
-    }
-
-    /// Slot indices to probe for `hash`, starting at its home slot.
-    fn probe(&self, hash: u64) -> impl Iterator<Item = usize> {
-        let mask = self.slots.len() - 1;
-        let home = (hash >> (64 - self.slots.len().trailing_zeros())) as usize;
-        (0..self.slots.len()).map(move |i| (home + i) & mask)
-    }
-
-    /// The child of `parent` whose label `is` the looked-up segment.
-    fn find(&self, parent: u32, hash: u64, is: impl Fn(u32) -> bool) -> Option<u32> {
-        for i in self.probe(hash) {
-            let slot = self.slots.get(i)?;
-            if slot.child == 0 {
-                return None;
-            }
-            if slot.hash == hash && slot.parent == parent && is(slot.child) {
-                return Some(slot.child);
-            }
-        }
-        None
-    }
-
-    /// Adds an edge known to be absent.
-    fn insert(&mut self, slot: Slot) {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            let old = std::mem::replace(self, Edges::with_capacity(self.slots.len()));
-            for s in old.slots.iter().filter(|s| s.child != 0) {
-                self.insert(*s);
-            }
-        }
-        let free = self
-            .probe(slot.hash)
-            .find(|&i| self.slots.get(i).is_some_and(|s| s.child == 0));
-        if let Some(s) = free.and_then(|i| self.slots.get_mut(i)) {
-            *s = slot;
-            self.len += 1;
-        }
-    }
-}
-
 /// A node with at most this many literal children keeps them in [`Matcher::kids`]: a short
 /// scan of adjacent memory beats a probe at a random place of a large table.
 const FEW_KIDS: usize = 8;
@@ -316,13 +231,7 @@ impl<T> Matcher<T> {
 
     /// Moves the children of nodes with at most [`FEW_KIDS`] from [`Edges`] to `kids`.
     fn split_edges(&mut self) {
-        let mut all: Vec<Slot> = self
-            .edges
-            .slots
-            .iter()
-            .filter(|s| s.child != 0)
-            .copied()
-            .collect();
+        let mut all: Vec<Slot> = self.edges.iter().collect();
         // Children were created in insertion order, so this keeps each list in that order.
         all.sort_unstable_by_key(|s| (s.parent, s.child));
         let mut many = Vec::new();
