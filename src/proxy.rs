@@ -233,7 +233,11 @@ impl Proxy {
         let mut renew_once = credential.is_some() && retryable && parts.method.is_idempotent();
         let mut reuse = Reuse::Idle;
         let mut body = Some(body);
-        let query = parts.uri.query();
+        // The head is sent from `parts` itself, borrowed, so a resend needs no copy of it:
+        // only the target and Host change between attempts.
+        let original = std::mem::take(&mut parts.uri);
+        let query = original.query();
+        parts.version = Version::HTTP_11;
         let mut targets = upstreams.order().peekable();
         while let Some(target) = targets.peek().copied() {
             let Some(path) = upstream_path(target, fwd.path, query) else {
@@ -243,20 +247,11 @@ impl Proxy {
                 Some(b) => Either::Left(b),
                 None => Either::Right(Empty::new()),
             };
-            let mut req = Request::new(outbound_body);
-            *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = Uri::from(path);
-            *req.version_mut() = Version::HTTP_11;
-            *req.headers_mut() = if retryable {
-                parts.headers.clone()
-            } else {
-                std::mem::take(&mut parts.headers)
-            };
-            req.headers_mut().insert(HOST, target.host_header.clone());
+            parts.uri = Uri::from(path);
+            parts.headers.insert(HOST, target.host_header.clone());
             let endpoint = upstreams.endpoint(target);
-            let e = match tokio::time::timeout(fwd.timeout, self.pool.send(&endpoint, req, reuse))
-                .await
-            {
+            let sent = self.pool.send_parts(&endpoint, &parts, outbound_body, reuse);
+            let e = match tokio::time::timeout(fwd.timeout, sent).await {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
                 Ok(Ok(resp)) if renew_once && resp.status() == hyper::StatusCode::UNAUTHORIZED => {
                     renew_once = false;

@@ -140,6 +140,19 @@ impl Pool {
         reuse: Reuse,
     ) -> Result<Response<PooledBody>, SendError> {
         let (parts, body) = req.into_parts();
+        self.send_parts(to, &parts, body, reuse).await
+    }
+
+    /// [`Pool::send`] with the request head borrowed: the caller keeps it for a resend
+    /// (another upstream, a fresh connection, a renewed credential) without copying it for
+    /// every request that might need one.
+    pub async fn send_parts(
+        &self,
+        to: &Endpoint<'_>,
+        parts: &hyper::http::request::Parts,
+        body: OutboundBody,
+        reuse: Reuse,
+    ) -> Result<Response<PooledBody>, SendError> {
         let idle = match reuse {
             Reuse::Idle => self.shared.take(to.id),
             Reuse::NewOnly => None,
@@ -152,7 +165,7 @@ impl Pool {
                 .await
                 .map_err(SendError::Connect)?,
         };
-        match conn.send(&parts, body).await {
+        match conn.send(parts, body).await {
             Ok((head, outgoing)) => Ok(self.lease(to.id, conn, head, outgoing)),
             Err(e @ h1::Error::Unanswered(_)) if reused => Err(SendError::Closed(e)),
             Err(e) => Err(SendError::Request(e)),
