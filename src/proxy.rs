@@ -250,7 +250,9 @@ impl Proxy {
             parts.uri = Uri::from(path);
             parts.headers.insert(HOST, target.host_header.clone());
             let endpoint = upstreams.endpoint(target);
-            let sent = self.pool.send_parts(&endpoint, &parts, outbound_body, reuse);
+            let sent = self
+                .pool
+                .send_parts(&endpoint, &parts, outbound_body, reuse);
             let e = match tokio::time::timeout(fwd.timeout, sent).await {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
                 Ok(Ok(resp)) if renew_once && resp.status() == hyper::StatusCode::UNAUTHORIZED => {

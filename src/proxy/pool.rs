@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
+#[cfg(test)]
+use hyper::Request;
+use hyper::Response;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use hyper::{Request, Response};
 use rustc_hash::FxBuildHasher;
 
 use super::h1::{self, Conn, Decoder, Head, Outgoing};
@@ -132,7 +134,9 @@ pub struct Pool {
 
 impl Pool {
     /// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers removed) to `to`, on an
-    /// idle connection when `reuse` allows and there is one, else on a new one.
+    /// idle connection when `reuse` allows and there is one, else on a new one. (The gateway
+    /// uses [`Pool::send_parts`]; this owned form is for tests.)
+    #[cfg(test)]
     pub async fn send(
         &self,
         to: &Endpoint<'_>,
