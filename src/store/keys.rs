@@ -8,10 +8,11 @@
 //!   token's hash begins with its grant's tag, so a bearer lookup finds the slot by itself.
 //! - other records under the first 4 hex digits of their (random) key, or under the tag
 //!   their key already carries (an outbound credential's `{name}`).
-//! - the admin listing's indexes, each in its own slot: `Pci:{<client>}`, `Pui:{<user>}`,
-//!   and `Pindexed` (the clients that have an index). They are written after the grant,
-//!   pruned by score, and never decide an allow.
-//! - registry clients `Pclient:{<id>}`, and `Pclients` (their ids).
+//! - the admin listing's indexes, each a key of its own (so on a slot of its own, no tag
+//!   needed): `Pci:<client>`, `Pui:<user>`, and `Pindexed` (the clients that have an index).
+//!   They are written after the grant, pruned by score, and never decide an allow.
+//! - registry clients `Pclient:<id>`, and `Pclients` (their ids), as before slot tags existed,
+//!   so an upgrade keeps them.
 //! - guessing counters `Pthr:{<subject>}` (SPEC §5), one key per counter.
 //!
 //! Tags are random per grant (65,536 of them), so grants spread over every slot range of
@@ -71,11 +72,11 @@ impl Keys {
     }
 
     pub fn client_index(&self, client_id: &str) -> String {
-        format!("{}ci:{{{client_id}}}", self.prefix)
+        format!("{}ci:{client_id}", self.prefix)
     }
 
     pub fn user_index(&self, username: &str) -> String {
-        format!("{}ui:{{{username}}}", self.prefix)
+        format!("{}ui:{username}", self.prefix)
     }
 
     /// The set of client ids that have a [`Keys::client_index`]: the listing of every token.
@@ -84,7 +85,7 @@ impl Keys {
     }
 
     pub fn client(&self, client_id: &str) -> String {
-        format!("{}client:{{{client_id}}}", self.prefix)
+        format!("{}client:{client_id}", self.prefix)
     }
 
     pub fn clients(&self) -> String {
