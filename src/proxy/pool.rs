@@ -324,56 +324,29 @@ mod tests {
     use http_body_util::BodyExt;
     use std::sync::atomic::AtomicUsize;
 
+    use super::h1::tests::{get, local};
+
     /// An upstream that counts the connections it accepted and answers "ok" to each request;
     /// it closes a connection after `per_conn` requests when that is set.
     async fn upstream(per_conn: Option<usize>) -> (u16, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let served = Arc::new(AtomicUsize::new(0));
-                    let svc = hyper::service::service_fn(move |_req| {
-                        let n = served.fetch_add(1, Ordering::SeqCst) + 1;
-                        let mut resp = Response::new(http_body_util::Full::new(Bytes::from("ok")));
-                        if per_conn == Some(n) {
-                            resp.headers_mut().insert(
-                                "connection",
-                                hyper::header::HeaderValue::from_static("close"),
-                            );
-                        }
-                        async move { Ok::<_, std::convert::Infallible>(resp) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        (port, accepted)
-    }
-
-    /// Target 1: plain HTTP on a loopback port.
-    fn local(port: u16) -> Endpoint<'static> {
-        Endpoint {
-            id: 1,
-            host: "127.0.0.1",
-            port,
-            tls: None,
-        }
-    }
-
-    fn get() -> Request<OutboundBody> {
-        Request::builder()
-            .uri("/")
-            .header("host", "upstream")
-            .body(Either::Right(Empty::new()))
-            .expect("request")
+        super::h1::tests::upstream(move |stream| async move {
+            let served = Arc::new(AtomicUsize::new(0));
+            let svc = hyper::service::service_fn(move |_req| {
+                let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut resp = Response::new(http_body_util::Full::new(Bytes::from("ok")));
+                if per_conn == Some(n) {
+                    resp.headers_mut().insert(
+                        "connection",
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        })
+        .await
     }
 
     async fn fetch(pool: &Pool, to: &Endpoint<'_>) -> Bytes {

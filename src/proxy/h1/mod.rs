@@ -16,7 +16,7 @@ mod io;
 mod request;
 mod response;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use std::error::Error as StdError;
 use std::pin::Pin;

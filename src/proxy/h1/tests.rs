@@ -19,7 +19,8 @@ use crate::proxy::pool::{Endpoint, Pool, Reuse, SendError};
 const DEADLINE: Duration = Duration::from_secs(5);
 
 /// An upstream on a loopback port that runs `serve` on each connection it accepts; counts them.
-async fn upstream<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
+/// (Shared with the pool's tests, like [`local`] and [`get`].)
+pub(in crate::proxy) async fn upstream<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -66,7 +67,7 @@ async fn scripted(answers: &'static [&'static str]) -> (u16, Arc<AtomicUsize>) {
     .await
 }
 
-fn local(port: u16) -> Endpoint<'static> {
+pub(in crate::proxy) fn local(port: u16) -> Endpoint<'static> {
     Endpoint {
         id: 1,
         host: "127.0.0.1",
@@ -75,7 +76,7 @@ fn local(port: u16) -> Endpoint<'static> {
     }
 }
 
-fn get() -> Request<crate::proxy::pool::OutboundBody> {
+pub(in crate::proxy) fn get() -> Request<crate::proxy::pool::OutboundBody> {
     Request::builder()
         .uri("/")
         .header("host", "upstream")
