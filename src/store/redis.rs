@@ -106,22 +106,10 @@ impl RedisStore {
         })
     }
 
-    fn access_key(&self, hash: &TokenHash) -> String {
-        self.keys.access(hash)
-    }
-
-    fn refresh_key(&self, hash: &TokenHash) -> String {
-        self.keys.refresh(hash)
-    }
-
-    fn grant_key(&self, grant_id: &str) -> String {
-        self.keys.grant(grant_id)
-    }
-
     pub async fn get_access(&self, hash: &TokenHash) -> Result<Option<AccessEntry>, StoreError> {
         let mut conn = self.conn.clone();
         let (record, revoked): (Option<String>, Option<String>) = conn
-            .hmget(self.access_key(hash), &["r", "x"])
+            .hmget(self.keys.access(hash), &["r", "x"])
             .await
             .map_err(unavailable)?;
         let Some(record) = record else {
@@ -148,12 +136,12 @@ impl RedisStore {
             [Some(access_hash), refresh.map(|(h, _)| h)],
         );
         let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
-        let access_key = self.access_key(access_hash);
+        let access_key = self.keys.access(access_hash);
         let mut script = self.issue.prepare_invoke();
         script
             .key(&access_key)
-            .key(self.grant_key(&access.grant_id))
-            .key(refresh.map_or_else(|| access_key.clone(), |(h, _)| self.refresh_key(h)))
+            .key(self.keys.grant(&access.grant_id))
+            .key(refresh.map_or_else(|| access_key.clone(), |(h, _)| self.keys.refresh(h)))
             .arg(serde_json::to_string(access).map_err(corrupt)?)
             .arg(until(access.expires_at))
             .arg(access_hash.to_hex());
@@ -227,7 +215,7 @@ impl RedisStore {
             Option<String>,
             Option<String>,
         ) = conn
-            .hmget(self.refresh_key(hash), &["r", "retired", "x", "s"])
+            .hmget(self.keys.refresh(hash), &["r", "retired", "x", "s"])
             .await
             .map_err(unavailable)?;
         let Some(record) = record else {
@@ -253,10 +241,10 @@ impl RedisStore {
         );
         let mut script = self.rotate.prepare_invoke();
         script
-            .key(self.refresh_key(r.old))
-            .key(self.grant_key(&access.grant_id))
-            .key(self.access_key(r.access_hash))
-            .key(self.refresh_key(r.refresh.map_or(r.old, |(h, _)| h)));
+            .key(self.keys.refresh(r.old))
+            .key(self.keys.grant(&access.grant_id))
+            .key(self.keys.access(r.access_hash))
+            .key(self.keys.refresh(r.refresh.map_or(r.old, |(h, _)| h)));
         let (refresh_json, refresh_until, refresh_hex) = match r.refresh {
             Some((hash, token)) => (
                 serde_json::to_string(token).map_err(corrupt)?,
@@ -306,7 +294,7 @@ impl RedisStore {
     }
 
     pub async fn revoke_access(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        let found = self.mark_revoked(self.access_key(hash)).await?;
+        let found = self.mark_revoked(self.keys.access(hash)).await?;
         if found {
             self.publish(&[*hash]).await?;
         }
@@ -319,7 +307,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let hexes: Vec<String> = self
             .revoke_grant
-            .key(self.grant_key(grant_id))
+            .key(self.keys.grant(grant_id))
             .arg(now_millis())
             .arg(self.keys.prefix())
             .invoke_async(&mut conn)
@@ -377,16 +365,12 @@ impl RedisStore {
         Ok(out)
     }
 
-    fn client_key(&self, client_id: &str) -> String {
-        self.keys.client(client_id)
-    }
-
     pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         let json = serde_json::to_string(client).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Two slots: the record first, then the list of ids (a listing skips ids whose
         // record is gone, so a failure between the two loses nothing).
         let mut conn = self.conn.clone();
-        conn.set::<_, _, ()>(self.client_key(&client.client_id), json)
+        conn.set::<_, _, ()>(self.keys.client(&client.client_id), json)
             .await
             .map_err(unavailable)?;
         conn.sadd::<_, _, ()>(self.keys.clients(), &client.client_id)
@@ -397,7 +381,7 @@ impl RedisStore {
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         let mut conn = self.conn.clone();
         let json: Option<String> = conn
-            .get(self.client_key(client_id))
+            .get(self.keys.client(client_id))
             .await
             .map_err(unavailable)?;
         json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
@@ -407,7 +391,7 @@ impl RedisStore {
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let n: i64 = conn
-            .del(self.client_key(client_id))
+            .del(self.keys.client(client_id))
             .await
             .map_err(unavailable)?;
         conn.srem::<_, _, ()>(self.keys.clients(), client_id)

@@ -12,10 +12,6 @@ use crate::store::StoreError;
 use crate::token::now_millis;
 
 impl RedisStore {
-    pub(super) fn record_key(&self, kind: RecordKind, key: &str) -> String {
-        self.keys.record(kind, key)
-    }
-
     pub async fn put_record(
         &self,
         kind: RecordKind,
@@ -25,7 +21,7 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         self.put
-            .key(self.record_key(kind, key))
+            .key(self.keys.record(kind, key))
             .arg(value)
             .arg(ttl_millis(ttl))
             .invoke_async::<i64>(&mut conn)
@@ -40,7 +36,7 @@ impl RedisStore {
         key: &str,
     ) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
-        conn.hget(self.record_key(kind, key), "r")
+        conn.hget(self.keys.record(kind, key), "r")
             .await
             .map_err(unavailable)
     }
@@ -54,7 +50,7 @@ impl RedisStore {
     ) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
         self.take
-            .key(self.record_key(kind, key))
+            .key(self.keys.record(kind, key))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)
@@ -69,7 +65,7 @@ impl RedisStore {
         value: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let key = self.record_key(kind, key);
+        let key = self.keys.record(kind, key);
         let mut conn = self.conn.clone();
         let created: bool = self
             .create_once
@@ -84,7 +80,7 @@ impl RedisStore {
 
     pub async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.record_key(kind, key))
+        conn.del::<_, ()>(self.keys.record(kind, key))
             .await
             .map_err(unavailable)
     }
@@ -93,7 +89,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let outcome: i64 = self
             .use_once
-            .key(self.record_key(RecordKind::Code, key))
+            .key(self.keys.record(RecordKind::Code, key))
             .arg(now_millis())
             .invoke_async(&mut conn)
             .await
