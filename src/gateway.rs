@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use hyper::header::{HOST, HeaderValue};
+use hyper::header::{HOST, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response};
 
 use crate::auth::{self, ScopeRules};
@@ -117,6 +117,8 @@ impl RouteTable {
     }
 }
 
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Request ids: a random per-process prefix and a counter, unique without a syscall per request.
 struct RequestIds {
     prefix: u64,
@@ -135,7 +137,7 @@ impl RequestIds {
 
     /// The client's id when it is well-formed, otherwise a new one.
     fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
-        if let Some(v) = headers.get("x-request-id") {
+        if let Some(v) = headers.get(&X_REQUEST_ID) {
             let b = v.as_bytes();
             let well_formed = (1..=128).contains(&b.len())
                 && b.iter()
@@ -312,7 +314,7 @@ impl Gateway {
             Err(e) => e.into_response(),
         };
         resp.headers_mut()
-            .insert("x-request-id", request_id.clone());
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
         // One clock read for the metric and the access log.
         let took = start.elapsed();
         self.metrics

@@ -3,69 +3,29 @@
 
 mod h1;
 mod pool;
+mod rewrite;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body_util::{Either, Empty};
-use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
-use hyper::{HeaderMap, Request, Response, Uri, Version};
+use hyper::header::{CONNECTION, HeaderName, HeaderValue};
+use hyper::http::uri::{Authority, Scheme};
+use hyper::{HeaderMap, Request, Response, Uri};
 
+use self::h1::RequestHead;
+use self::h1::is_hop_by_hop;
 pub use self::pool::PooledBody;
 use self::pool::{Endpoint, Pool, Reuse, SendError};
+use self::rewrite::{Rewrite, connection_lists};
 use crate::auth::Permit;
 use crate::error::{Body, GatewayError};
 
 /// How long an upstream that refused a connection is skipped by round-robin.
 const FAILED_UPSTREAM_PAUSE: Duration = Duration::from_secs(2);
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-client-id");
-static X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
-static X_AUTH_SCOPE: HeaderName = HeaderName::from_static("x-auth-scope");
-
-/// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy ones proxies also drop.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    )
-}
-
-/// Does a client-sent header named `name` (lower case) go? `X-Auth-*` always: identity is the
-/// gateway's word. The headers upstreams trust for routing, method or client address always
-/// (SPEC §4), and `X-Forwarded-*` unless the peer is a trusted proxy: the gateway writes them.
-fn is_gateways_to_set(name: &str, trusted_peer: bool) -> bool {
-    if let Some(rest) = name.strip_prefix("x-") {
-        rest.starts_with("auth-")
-            || (!trusted_peer && rest.starts_with("forwarded-"))
-            || matches!(
-                rest,
-                "real-ip"
-                    | "original-url"
-                    | "rewrite-url"
-                    | "http-method-override"
-                    | "http-method"
-                    | "method-override"
-            )
-    } else {
-        name == "forwarded"
-    }
-}
 
 /// Process start, as the zero point of the `down_until` clocks.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -216,13 +176,9 @@ impl Proxy {
         fwd: &Forward<'_>,
         mut credential: Option<crate::outbound::Attached<'_>>,
     ) -> Result<Response<Body>, GatewayError> {
-        let (mut parts, body) = req.into_parts();
-        prepare_headers(&mut parts.headers, permit, fwd, parts.uri.authority());
-        if let Some(c) = &credential {
-            parts
-                .headers
-                .insert(hyper::header::AUTHORIZATION, c.header.clone());
-        }
+        let (parts, body) = req.into_parts();
+        let rewrite = Rewrite::new(&parts, permit, fwd, credential.is_some());
+        let keep = |name: &HeaderName| rewrite.keeps(name);
         // A request without a body can be re-sent (to the next upstream when a connection is
         // refused); one with a body cannot, as the body is consumed by the first attempt.
         let retryable = hyper::body::Body::is_end_stream(&body);
@@ -233,42 +189,44 @@ impl Proxy {
         let mut renew_once = credential.is_some() && retryable && parts.method.is_idempotent();
         let mut reuse = Reuse::Idle;
         let mut body = Some(body);
-        // The head is sent from `parts` itself, borrowed, so a resend needs no copy of it:
-        // only the target and Host change between attempts.
-        let original = std::mem::take(&mut parts.uri);
-        let query = original.query();
-        parts.version = Version::HTTP_11;
+        let query = parts.uri.query();
         let mut targets = upstreams.order().peekable();
         while let Some(target) = targets.peek().copied() {
-            let Some(path) = upstream_path(target, fwd.path, query) else {
+            let Some(path) = upstream_target(target, fwd.path, query) else {
                 return Err(GatewayError::BadGateway);
             };
             let outbound_body = match body.take() {
                 Some(b) => Either::Left(b),
                 None => Either::Right(Empty::new()),
             };
-            parts.uri = Uri::from(path);
-            parts.headers.insert(HOST, target.host_header.clone());
+            let authorization = credential.as_ref().map(|c| &c.header);
+            let own = |out: &mut Vec<u8>| rewrite.write_own(out, authorization);
+            // The head is written from the client's parts, borrowed, on every attempt: only
+            // the target and Host change between them.
+            let head = RequestHead {
+                method: &parts.method,
+                target: &path,
+                host: target.host_header.as_bytes(),
+                headers: &parts.headers,
+                keep: &keep,
+                extra: &own,
+            };
             let endpoint = upstreams.endpoint(target);
-            let sent = self
-                .pool
-                .send_parts(&endpoint, &parts, outbound_body, reuse);
-            let e = match tokio::time::timeout(fwd.timeout, sent).await {
+            let sent = self.pool.send_head(&endpoint, &head, outbound_body, reuse);
+            let outcome = tokio::time::timeout(fwd.timeout, sent).await;
+            let e = match outcome {
                 Err(_) => return Err(GatewayError::GatewayTimeout),
                 Ok(Ok(resp)) if renew_once && resp.status() == hyper::StatusCode::UNAUTHORIZED => {
                     renew_once = false;
                     drop(resp);
                     if let Some(c) = credential.as_mut() {
                         c.renew().await?;
-                        parts
-                            .headers
-                            .insert(hyper::header::AUTHORIZATION, c.header.clone());
                     }
                     tracing::debug!(upstream = %target.authority, "upstream refused the credential's token; sending again with a fresh one");
                     continue;
                 }
                 Ok(Ok(mut resp)) => {
-                    strip_hop_by_hop(resp.headers_mut(), |_| false);
+                    strip_hop_by_hop(resp.headers_mut());
                     return Ok(resp.map(Either::Left));
                 }
                 Ok(Err(e)) => e,
@@ -302,130 +260,37 @@ impl Proxy {
     }
 }
 
-/// The origin-form request target sent upstream: the upstream URL's path, then the request's.
-fn upstream_path(target: &Target, path: &str, query: Option<&str>) -> Option<PathAndQuery> {
-    match query {
-        Some(q) => PathAndQuery::try_from(format!("{}{}?{}", target.base_path, path, q)),
-        None if target.base_path.is_empty() => PathAndQuery::try_from(path),
-        None => PathAndQuery::try_from(format!("{}{}", target.base_path, path)),
-    }
-    .ok()
+/// The origin-form request target sent upstream: the upstream URL's path, then the request's
+/// (borrowed as it is when the upstream URL has no path and there is no query). `None` if it
+/// would not make a request line.
+fn upstream_target<'p>(
+    target: &Target,
+    path: &'p str,
+    query: Option<&str>,
+) -> Option<Cow<'p, str>> {
+    let full = match query {
+        None if target.base_path.is_empty() => Cow::Borrowed(path),
+        None => Cow::Owned(format!("{}{}", target.base_path, path)),
+        Some(q) => Cow::Owned(format!("{}{}?{}", target.base_path, path, q)),
+    };
+    let fits = full.starts_with('/') && full.bytes().all(|b| b > b' ' && b != 0x7f);
+    fits.then_some(full)
 }
 
-/// Removes hop-by-hop headers, any header the `Connection` header names, and any `also`
-/// picks. One scan of the names; when there is nothing to remove, nothing is allocated.
-fn strip_hop_by_hop(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
-    let listed: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
-    for token in listed
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        // By name as text: no HeaderName is built, and a malformed name matches nothing.
-        headers.remove(token.trim());
+/// Removes a response's hop-by-hop headers and any header its `Connection` header names.
+/// The codec leaves out hop-by-hop headers as it parses, and keeps `Connection` only when it
+/// names others; so usually this is one lookup.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.contains_key(CONNECTION) {
+        return;
     }
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| is_hop_by_hop(name.as_str()) || also(name.as_str()))
+        .filter(|name| is_hop_by_hop(name.as_str()) || connection_lists(headers, name.as_str()))
         .cloned()
         .collect();
     for name in doomed {
         headers.remove(name);
-    }
-}
-
-/// An address as text; IPv4 by hand, as `Display` costs as much as the rest of the headers.
-fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
-    };
-    let mut out = String::with_capacity(15);
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
-    }
-    out
-}
-
-/// A trusted proxy's `X-Forwarded-For` chain (every line of it, in order) with `peer` appended.
-fn forwarded_chain(headers: &HeaderMap, peer: &str) -> String {
-    let mut chain = String::new();
-    for prior in headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-    {
-        chain.push_str(prior);
-        chain.push_str(", ");
-    }
-    chain.push_str(peer);
-    chain
-}
-
-/// Rewrites the inbound headers for the upstream (SPEC §4 step 4).
-fn prepare_headers(
-    headers: &mut HeaderMap,
-    permit: &Permit,
-    fwd: &Forward<'_>,
-    uri_authority: Option<&Authority>,
-) {
-    strip_hop_by_hop(headers, |name| is_gateways_to_set(name, fwd.trusted_peer));
-    if !fwd.keep_authorization {
-        headers.remove(hyper::header::AUTHORIZATION);
-    }
-    let host = headers
-        .remove(HOST)
-        .or_else(|| uri_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    // From an untrusted peer every `X-Forwarded-*` is gone by now, so each `entry` below is
-    // vacant and written from the connection; a trusted proxy's own values are kept.
-    if let (Some(host), hyper::header::Entry::Vacant(e)) =
-        (host, headers.entry(X_FORWARDED_HOST.clone()))
-    {
-        e.insert(host);
-    }
-    if let hyper::header::Entry::Vacant(e) = headers.entry(X_FORWARDED_PROTO.clone()) {
-        e.insert(HeaderValue::from_static(if fwd.tls {
-            "https"
-        } else {
-            "http"
-        }));
-    }
-    let client_ip = ip_text(fwd.remote.to_canonical());
-    let xff = if fwd.trusted_peer {
-        forwarded_chain(headers, &client_ip)
-    } else {
-        client_ip
-    };
-    // The formatted string becomes the header's buffer as is (no second copy).
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(X_REQUEST_ID.clone(), fwd.request_id.clone());
-    if let Some(entry) = permit.token() {
-        let t = &entry.token;
-        if let Ok(v) = HeaderValue::from_str(&t.client_id) {
-            headers.insert(X_AUTH_CLIENT_ID.clone(), v);
-        }
-        if let Some(user) = t
-            .username
-            .as_deref()
-            .and_then(|u| HeaderValue::from_str(u).ok())
-        {
-            headers.insert(X_AUTH_SUBJECT.clone(), user);
-        }
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(t.scope_string())) {
-            headers.insert(X_AUTH_SCOPE.clone(), v);
-        }
     }
 }
 
@@ -447,24 +312,9 @@ mod tests {
         ] {
             h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
-        strip_hop_by_hop(&mut h, |_| false);
+        strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-kept"]);
-    }
-
-    #[test]
-    fn ip_text_matches_display() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.40",
-            "255.255.255.255",
-            "1.100.9.99",
-            "::1",
-        ] {
-            let ip: IpAddr = ip.parse().expect("ip");
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
     }
 
     #[test]

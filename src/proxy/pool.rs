@@ -28,7 +28,7 @@ use hyper::Response;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use rustc_hash::FxBuildHasher;
 
-use super::h1::{self, Conn, Decoder, Head, Outgoing};
+use super::h1::{self, Conn, Decoder, Head, Outgoing, RequestHead};
 // The tests' hyper upstreams (they came before this codec, and stay as they were).
 #[cfg(test)]
 use hyper_util::rt::TokioIo;
@@ -133,9 +133,8 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers removed) to `to`, on an
-    /// idle connection when `reuse` allows and there is one, else on a new one. (The gateway
-    /// uses [`Pool::send_parts`]; this owned form is for tests.)
+    /// Sends `req` (origin-form URI, `Host` set, hop-by-hop headers removed) as it is (the
+    /// gateway uses [`Pool::send_head`]; this owned form is for tests).
     #[cfg(test)]
     pub async fn send(
         &self,
@@ -144,16 +143,18 @@ impl Pool {
         reuse: Reuse,
     ) -> Result<Response<PooledBody>, SendError> {
         let (parts, body) = req.into_parts();
-        self.send_parts(to, &parts, body, reuse).await
+        self.send_head(to, &RequestHead::of(&parts), body, reuse)
+            .await
     }
 
-    /// [`Pool::send`] with the request head borrowed: the caller keeps it for a resend
-    /// (another upstream, a fresh connection, a renewed credential) without copying it for
-    /// every request that might need one.
-    pub async fn send_parts(
+    /// Sends a request to `to`, on an idle connection when `reuse` allows and there is one,
+    /// else on a new one. The head is borrowed: the caller keeps what it needs for a resend
+    /// (another upstream, a fresh connection, a renewed credential) without a copy per
+    /// request that might need one.
+    pub async fn send_head(
         &self,
         to: &Endpoint<'_>,
-        parts: &hyper::http::request::Parts,
+        req: &RequestHead<'_>,
         body: OutboundBody,
         reuse: Reuse,
     ) -> Result<Response<PooledBody>, SendError> {
@@ -169,7 +170,7 @@ impl Pool {
                 .await
                 .map_err(SendError::Connect)?,
         };
-        match conn.send(parts, body).await {
+        match conn.send(req, body).await {
             Ok((head, outgoing)) => Ok(self.lease(to.id, conn, head, outgoing)),
             Err(e @ h1::Error::Unanswered(_)) if reused => Err(SendError::Closed(e)),
             Err(e) => Err(SendError::Request(e)),

@@ -22,15 +22,14 @@ use std::error::Error as StdError;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
-use hyper::Method;
-use hyper::body::Body;
-use hyper::http::request::Parts;
-
 pub use self::body::Decoder;
 pub use self::io::Io;
 use self::request::{Encoder, RequestError};
-pub use self::response::{Head, ResponseError};
+pub use self::request::{RequestHead, header};
+pub use self::response::{Head, ResponseError, is_hop_by_hop};
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::Method;
+use hyper::body::Body;
 
 /// Read buffer: grown by this much when less than [`READ_MIN`] is free.
 const READ_SIZE: usize = 16 * 1024;
@@ -113,7 +112,7 @@ impl Conn {
     /// the head came first, is returned to be sent on while the response body is read.
     pub async fn send<B>(
         &mut self,
-        parts: &Parts,
+        req: &RequestHead<'_>,
         body: B,
     ) -> Result<(Head, Option<Box<Outgoing<B>>>), Error>
     where
@@ -126,7 +125,7 @@ impl Conn {
         self.written = 0;
         let empty = body.is_end_stream();
         let mut encoder =
-            request::write_head(&mut self.write, parts, empty, body.size_hint().exact())?;
+            request::write_head(&mut self.write, req, empty, body.size_hint().exact())?;
         if empty {
             encoder.finish(&mut self.write)?;
         }
@@ -134,7 +133,7 @@ impl Conn {
             body: (!empty).then_some(body),
             encoder,
         });
-        let head_request = parts.method == Method::HEAD;
+        let head_request = *req.method == Method::HEAD;
         let mut write_error = None;
         let head = std::future::poll_fn(|cx| {
             if let Some(out) = outgoing.as_mut() {

@@ -1,12 +1,45 @@
 //! Upstream requests without I/O: the head written straight into the connection's write
 //! buffer, and the body framed as its headers (or, lacking them, its size) say.
 //!
-//! The caller has already set `Host` and removed hop-by-hop headers (`proxy.rs`), so the
-//! head is the request's own headers as given, plus at most one framing header of ours.
+//! The head is the client's headers, less those the caller's `keep` turns away (hop-by-hop
+//! ones, the gateway's own), then the caller's own lines, then at most one framing header.
+//! Nothing is copied into a header map on the way: the client's map is only read.
 
 use bytes::Bytes;
-use hyper::header::{CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+use hyper::Method;
+use hyper::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
+#[cfg(test)]
 use hyper::http::request::Parts;
+
+/// Everything `write_head` needs of a request, borrowed, so a resend (another upstream, a
+/// fresh connection, a renewed credential) writes it again without a copy being kept.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// Origin-form request target.
+    pub target: &'a str,
+    /// The `Host` line's value; empty for none (then a `host` in `headers` is sent as is).
+    pub host: &'a [u8],
+    /// The client's headers; those `keep` says no to are not sent.
+    pub headers: &'a HeaderMap,
+    pub keep: &'a (dyn Fn(&HeaderName) -> bool + Sync),
+    /// Writes the caller's own header lines (`name: value\r\n` each).
+    pub extra: &'a (dyn Fn(&mut Vec<u8>) + Sync),
+}
+
+#[cfg(test)]
+impl<'a> RequestHead<'a> {
+    /// A request's own head, every header as given (tests).
+    pub fn of(parts: &'a Parts) -> RequestHead<'a> {
+        RequestHead {
+            method: &parts.method,
+            target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            host: b"",
+            headers: &parts.headers,
+            keep: &|_| true,
+            extra: &|_| {},
+        }
+    }
+}
 
 /// Body data up to this size is copied behind its framing in the write buffer, so that a
 /// small request goes out in one write; larger data is written from its own buffer.
@@ -41,22 +74,27 @@ pub enum Encoder {
 /// gets no framing header, one of known size a `Content-Length`, any other is chunked.
 pub fn write_head(
     out: &mut Vec<u8>,
-    parts: &Parts,
+    req: &RequestHead<'_>,
     empty: bool,
     size: Option<u64>,
 ) -> Result<Encoder, RequestError> {
-    let chunked = match coding_is_chunked(parts) {
+    let chunked = match coding_is_chunked(req.headers) {
         Some(false) => return Err(RequestError::BadTransferEncoding),
         Some(true) => true,
         None => false,
     };
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !req.host.is_empty() {
+        header(out, b"host", req.host);
+    }
     let mut length = None;
-    for (name, value) in &parts.headers {
+    for (name, value) in req.headers {
+        if !(req.keep)(name) {
+            continue;
+        }
         if name == CONTENT_LENGTH {
             if chunked {
                 continue;
@@ -71,6 +109,7 @@ pub fn write_head(
         }
         header(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    (req.extra)(out);
     let encoder = match (chunked, length) {
         (true, _) => Encoder::Chunked { open: false },
         (false, Some(n)) => Encoder::Length(n),
@@ -92,12 +131,8 @@ pub fn write_head(
 }
 
 /// `None`: no `Transfer-Encoding`; else whether its last coding is `chunked`.
-fn coding_is_chunked(parts: &Parts) -> Option<bool> {
-    let last = parts
-        .headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()?;
+fn coding_is_chunked(headers: &HeaderMap) -> Option<bool> {
+    let last = headers.get_all(TRANSFER_ENCODING).iter().next_back()?;
     let coding = last.as_bytes().rsplit(|&b| b == b',').next()?;
     Some(coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
@@ -110,7 +145,7 @@ fn parse_length(value: &HeaderValue) -> Result<u64, RequestError> {
     Ok(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -207,7 +242,7 @@ mod tests {
 
     fn head(p: &Parts, empty: bool, size: Option<u64>) -> (String, Result<Encoder, RequestError>) {
         let mut out = Vec::new();
-        let r = write_head(&mut out, p, empty, size);
+        let r = write_head(&mut out, &RequestHead::of(p), empty, size);
         (String::from_utf8(out).expect("ASCII"), r)
     }
 

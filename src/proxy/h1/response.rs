@@ -181,10 +181,20 @@ fn build(
         } else if name == TRANSFER_ENCODING {
             transfer_coding(&value, &mut framing)?;
         } else if name == CONNECTION {
+            let mut names_others = false;
             for token in list(&value) {
-                framing.close |= token.eq_ignore_ascii_case(b"close");
-                framing.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                let close = token.eq_ignore_ascii_case(b"close");
+                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                framing.close |= close;
+                framing.keep_alive |= keep_alive;
+                names_others |= !close && !keep_alive && !token.is_empty();
             }
+            // Kept only when it names other headers, for the proxy to drop those with it.
+            if !names_others {
+                continue;
+            }
+        } else if is_hop_by_hop(name.as_str()) {
+            continue; // never forwarded: not worth a slot in the map
         }
         headers.append(name, value);
     }
@@ -228,6 +238,21 @@ fn build(
 }
 
 /// The comma-separated elements of a header value, trimmed, empty ones included.
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy ones proxies also drop.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    )
+}
+
 fn list(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
     value
         .as_bytes()

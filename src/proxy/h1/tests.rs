@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::channel::{Channel, Sender};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
+use hyper::http::request::Parts;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -289,7 +290,10 @@ async fn request_bodies_go_out_framed_as_given_or_chunked() {
             .send_data(Bytes::from(vec![b'x'; request::COPY_MAX + 1]))
             .await;
     });
-    let (mut head, mut out) = conn.send(&parts("POST"), body).await.expect("head");
+    let (mut head, mut out) = conn
+        .send(&RequestHead::of(&parts("POST")), body)
+        .await
+        .expect("head");
     assert_eq!(
         body_of(&mut conn, &mut head, &mut out).await.expect("body"),
         b""
@@ -322,9 +326,12 @@ async fn request_bodies_go_out_framed_as_given_or_chunked() {
         let mut conn = Conn::connect("127.0.0.1", port, None)
             .await
             .expect("connect");
-        conn.send(&parts(method), Full::new(Bytes::from_static(body)))
-            .await
-            .expect("head");
+        conn.send(
+            &RequestHead::of(&parts(method)),
+            Full::new(Bytes::from_static(body)),
+        )
+        .await
+        .expect("head");
         let wire = seen.recv().await.expect("request");
         assert_eq!(wire, expected, "{}", String::from_utf8_lossy(&wire));
     }
@@ -354,7 +361,8 @@ async fn the_response_may_start_before_the_request_body_ends() {
         .await
         .expect("connect");
     let (mut tx, body): (Sender<Bytes>, _) = Channel::new(1);
-    let sent = tokio::time::timeout(DEADLINE, conn.send(&parts("POST"), body)).await;
+    let sent =
+        tokio::time::timeout(DEADLINE, conn.send(&RequestHead::of(&parts("POST")), body)).await;
     let (mut head, mut out) = sent.expect("in time").expect("head first");
     assert!(out.is_some(), "the request body is still open");
     let first = std::future::poll_fn(|cx| conn.poll_response(cx, &mut head.body, &mut out)).await;
@@ -393,7 +401,8 @@ async fn an_answer_to_a_body_the_upstream_never_reads_is_returned() {
         .expect("connect");
     // A body that never ends: only the answer can end the exchange.
     let (tx, body): (Sender<Bytes>, _) = Channel::new(1);
-    let sent = tokio::time::timeout(DEADLINE, conn.send(&parts("POST"), body)).await;
+    let sent =
+        tokio::time::timeout(DEADLINE, conn.send(&RequestHead::of(&parts("POST")), body)).await;
     let (head, _) = sent.expect("answered in time").expect("early answer");
     assert_eq!(head.status, 413);
     assert!(!head.keep_alive);

@@ -247,3 +247,28 @@ fn pipelined_bytes_after_a_body_stay_in_the_buffer() {
         assert_eq!((h.status.as_u16(), left.len()), (204, 0));
     }
 }
+
+#[test]
+fn hop_by_hop_headers_are_left_out_and_connection_kept_only_when_it_names_others() {
+    let (h, _, _) = whole(
+        "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+         Upgrade: h2c\r\nTrailer: x-sum\r\nTE: trailers\r\nProxy-Authenticate: Basic\r\n\
+         X-End: kept\r\ncontent-length: 0\r\n\r\n",
+    )
+    .expect("head");
+    let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x-end", "content-length"]);
+    let (h, _, _) = whole(
+        "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\ncontent-length: 0\r\n\r\n",
+    )
+    .expect("head");
+    assert!(!h.keep_alive, "close is still read");
+    assert_eq!(
+        h.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close, X-Hop"[..])
+    );
+    assert!(
+        h.headers.contains_key("x-hop"),
+        "the proxy drops the named ones"
+    );
+}
