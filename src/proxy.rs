@@ -95,7 +95,13 @@ impl Upstreams {
     fn order(&self) -> impl Iterator<Item = &Target> {
         let n = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let now = clock_ms();
+        // The clock is read only while some target has failed (its mark is cleared by the
+        // next response it gives).
+        let any_down = self
+            .targets
+            .iter()
+            .any(|t| t.down_until.load(Ordering::Relaxed) != 0);
+        let now = if any_down { clock_ms() } else { 0 };
         let rotated = (0..n).map(move |i| &self.targets[(start + i) % n]);
         let up = rotated
             .clone()
@@ -226,6 +232,9 @@ impl Proxy {
                     continue;
                 }
                 Ok(Ok(mut resp)) => {
+                    if target.down_until.load(Ordering::Relaxed) != 0 {
+                        target.down_until.store(0, Ordering::Relaxed);
+                    }
                     strip_hop_by_hop(resp.headers_mut());
                     return Ok(resp.map(Either::Left));
                 }

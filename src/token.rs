@@ -77,6 +77,75 @@ pub fn generate_for(tag: SlotTag) -> Result<String, getrandom::Error> {
     Ok(text)
 }
 
+/// The hasher of the in-memory maps keyed by token digests (the memory store, the cache). Their
+/// keys are SHA-256 output already, so a keyed multiply-fold spreads them as well as SipHash
+/// would, for a fraction of its cost on every request; the key, random per process, keeps
+/// where a digest lands unknown to anyone choosing tokens.
+#[derive(Clone, Copy)]
+pub struct DigestHasher([u64; 2]);
+
+impl Default for DigestHasher {
+    fn default() -> DigestHasher {
+        static KEY: LazyLock<[u64; 2]> = LazyLock::new(|| {
+            let mut seed = [0u8; 16];
+            let _ = getrandom::fill(&mut seed);
+            let (a, b) = seed.split_at(8);
+            // Odd multipliers, so no key makes the fold lose bits.
+            [
+                u64::from_le_bytes(a.try_into().unwrap_or_default()) | 1,
+                u64::from_le_bytes(b.try_into().unwrap_or_default()) | 1,
+            ]
+        });
+        DigestHasher(*KEY)
+    }
+}
+
+impl std::hash::BuildHasher for DigestHasher {
+    type Hasher = DigestHash;
+
+    fn build_hasher(&self) -> DigestHash {
+        DigestHash {
+            acc: self.0[0],
+            key: self.0,
+        }
+    }
+}
+
+/// One hashing with a [`DigestHasher`]'s key.
+pub struct DigestHash {
+    acc: u64,
+    key: [u64; 2],
+}
+
+/// The folded multiply of foldhash and ahash: the 128-bit product's halves xor-ed.
+fn fold(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl std::hash::Hasher for DigestHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.acc = fold(self.acc ^ u64::from_le_bytes(word), self.key[1]);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.acc = fold(self.acc ^ n as u64, self.key[1]);
+        self.acc = fold(self.acc ^ (n >> 64) as u64, self.key[1]);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.acc = fold(self.acc ^ n as u64, self.key[1]);
+    }
+
+    fn finish(&self) -> u64 {
+        fold(self.acc, self.key[0])
+    }
+}
+
 /// SHA-256 of a token: the only form in which a token is stored or cached. For a token made
 /// by [`generate_for`], the first two bytes are replaced by the token's slot tag (leaving
 /// 240 bits of the digest), so the hash alone names the slot of the token's grant; for any
@@ -279,6 +348,30 @@ pub fn new_grant_id() -> Result<String, getrandom::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_hashes_spread_over_buckets_and_shards() {
+        use std::hash::BuildHasher;
+        let h = DigestHasher::default();
+        assert_eq!(h.hash_one(7u128), DigestHasher::default().hash_one(7u128));
+        // 64 Ki digests into 1,024 buckets by the low bits and 64 shards by the high bits
+        // (as hashbrown and dashmap pick them): every bucket within 2x of the mean.
+        let mut low = vec![0u32; 1024];
+        let mut high = vec![0u32; 64];
+        for i in 0..65_536u32 {
+            let hash = h.hash_one(TokenHash::of(&i.to_string()));
+            low[(hash & 1023) as usize] += 1;
+            high[(hash >> 58) as usize] += 1;
+        }
+        assert!(low.iter().all(|&n| (32..=128).contains(&n)), "{low:?}");
+        assert!(high.iter().all(|&n| (512..=2048).contains(&n)), "{high:?}");
+        // Sequential u128 keys (the cache's) spread too.
+        let mut seq = vec![0u32; 1024];
+        for i in 0..65_536u128 {
+            seq[(h.hash_one(i << 64 | i) & 1023) as usize] += 1;
+        }
+        assert!(seq.iter().all(|&n| (32..=128).contains(&n)), "{seq:?}");
+    }
 
     #[test]
     fn tokens_are_long_random_and_distinct() {

@@ -9,16 +9,17 @@
 //! - a request that was written on a kept-alive connection and got not one byte of answer
 //!   before it closed is [`SendError::Closed`]: the caller, which knows whether the request
 //!   may be repeated, sends it again with [`Reuse::NewOnly`];
-//! - connections idle longer than [`IDLE_TIMEOUT`] are closed; at most
+//! - connections idle longer than [`IDLE_TIMEOUT`] (counted in sweeps, so give or take one
+//!   [`SWEEP_EVERY`]: no clock is read per request) are closed; at most
 //!   [`MAX_IDLE_PER_TARGET`] are kept; one whose response said `Connection: close`, was
 //!   HTTP/1.0 without keep-alive or ended with the connection is not kept at all.
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
@@ -79,22 +80,29 @@ pub enum Reuse {
 
 struct Idle {
     conn: Box<Conn>,
-    since: Instant,
+    /// The sweep count when it was handed back.
+    since: u64,
 }
+
+/// Sweeps an idle connection may see before it is closed.
+const IDLE_SWEEPS: u64 = IDLE_TIMEOUT.as_secs() / SWEEP_EVERY.as_secs();
 
 #[derive(Default)]
 struct Shared {
     idle: Mutex<HashMap<u64, Vec<Idle>, FxBuildHasher>>,
     /// Whether the sweeper runs (started with the first idle connection).
     sweeping: AtomicBool,
+    /// Sweeps so far: the pool's clock.
+    sweeps: AtomicU64,
 }
 
 impl Shared {
     fn take(&self, id: u64) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&id)?;
+        let now = self.sweeps.load(Ordering::Relaxed);
         while let Some(mut idle) = list.pop() {
-            if idle.since.elapsed() < IDLE_TIMEOUT && idle.conn.is_reusable() {
+            if now - idle.since < IDLE_SWEEPS && idle.conn.is_reusable() {
                 return Some(idle.conn);
             }
         }
@@ -110,16 +118,17 @@ impl Shared {
         if list.len() < MAX_IDLE_PER_TARGET {
             list.push(Idle {
                 conn,
-                since: Instant::now(),
+                since: self.sweeps.load(Ordering::Relaxed),
             });
         }
     }
 
     /// Drops connections that aged out or that the upstream closed, and empty lists.
     fn sweep(&self) {
+        let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|_, list| {
-            list.retain_mut(|c| c.since.elapsed() < IDLE_TIMEOUT && c.conn.is_reusable());
+            list.retain_mut(|c| now - c.since < IDLE_SWEEPS && c.conn.is_reusable());
             !list.is_empty()
         });
     }

@@ -26,7 +26,7 @@ use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
 use super::StoreError;
-use crate::token::{AccessEntry, TokenHash, now_millis};
+use crate::token::{AccessEntry, DigestHasher, TokenHash, now_millis};
 
 type Fetched = Result<Option<Arc<AccessEntry>>, StoreError>;
 
@@ -57,8 +57,8 @@ pub struct CacheStats {
 }
 
 pub struct TokenCache {
-    entries: DashMap<Key, Cached>,
-    inflight: DashMap<Key, Arc<OnceCell<Fetched>>>,
+    entries: DashMap<Key, Cached, DigestHasher>,
+    inflight: DashMap<Key, Arc<OnceCell<Fetched>>, DigestHasher>,
     epoch: Instant,
     ttl: Duration,
     capacity: usize,
@@ -77,8 +77,8 @@ pub struct TokenCache {
 impl TokenCache {
     pub fn new(ttl: Duration, capacity: usize) -> TokenCache {
         TokenCache {
-            entries: DashMap::new(),
-            inflight: DashMap::new(),
+            entries: DashMap::default(),
+            inflight: DashMap::default(),
             epoch: Instant::now(),
             ttl,
             capacity,

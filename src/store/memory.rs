@@ -17,7 +17,8 @@ use super::records::{CodeUse, RecordKind};
 use super::{Rotate, Rotation, keep_until};
 use crate::config::Client;
 use crate::token::{
-    AccessEntry, AccessToken, Millis, RefreshEntry, RefreshToken, TokenHash, now_millis,
+    AccessEntry, AccessToken, DigestHasher, Millis, RefreshEntry, RefreshToken, TokenHash,
+    now_millis,
 };
 
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -43,8 +44,8 @@ struct Record {
 
 #[derive(Default)]
 struct Maps {
-    access: DashMap<TokenHash, Arc<AccessEntry>>,
-    refresh: DashMap<TokenHash, RefreshEntry>,
+    access: DashMap<TokenHash, Arc<AccessEntry>, DigestHasher>,
+    refresh: DashMap<TokenHash, RefreshEntry, DigestHasher>,
     grants: DashMap<String, GrantState>,
     records: DashMap<(RecordKind, String), Record>,
     clients: DashMap<String, Client>,
