@@ -269,11 +269,18 @@ impl Proxy {
                 }
                 Ok(Ok(mut resp)) => {
                     strip_hop_by_hop(resp.headers_mut(), |_| false);
+                    // The gateway answers in its own version, whatever the upstream spoke
+                    // (RFC 9110 §6.2); hyper then writes what the client's connection allows.
+                    *resp.version_mut() = Version::HTTP_11;
                     return Ok(resp.map(Either::Left));
                 }
                 Ok(Err(e)) => e,
             };
             match e {
+                SendError::Request(h1::Error::RequestBody(_)) => {
+                    tracing::debug!(error = %e, "the client's request body could not be read");
+                    return Err(GatewayError::BadRequestBody);
+                }
                 SendError::Closed(_) if resend_once => {
                     tracing::debug!(upstream = %target.authority, error = %e, "sending again on a new connection");
                     resend_once = false;

@@ -39,12 +39,12 @@ fn limits_are_read() {
 fn bad_limits_are_located() {
     let table: &[(&str, &str)] = &[
         (
-            "max_header_bytes = 100",
-            "gw.toml:5:20: max_header_bytes must be from 1024 to 262144",
+            "max_header_bytes = 4096",
+            "gw.toml:5:20: max_header_bytes must be from 8192 to 262144",
         ),
         (
             "max_header_bytes = 1048576",
-            "gw.toml:5:20: max_header_bytes must be from 1024 to 262144",
+            "gw.toml:5:20: max_header_bytes must be from 8192 to 262144",
         ),
         (
             "max_header_bytes = \"64k\"",

@@ -3,9 +3,9 @@
 use super::super::raw::RawServer;
 use super::*;
 
-/// Bounds of `max_header_bytes`: below 1 KiB ordinary requests fail; above 256 KiB a head
-/// would outgrow hyper's connection buffer (~400 KiB) before the limit could apply.
-const HEADER_BYTES: std::ops::RangeInclusive<i64> = 1024..=262_144;
+/// Bounds of `max_header_bytes`: it is also hyper's connection buffer size, which hyper
+/// wants at least 8 KiB; above 256 KiB a head costs more memory than any client needs.
+const HEADER_BYTES: std::ops::RangeInclusive<i64> = 8192..=262_144;
 const CONNECTIONS: std::ops::RangeInclusive<i64> = 1..=1_000_000;
 
 impl Validator<'_> {
@@ -16,7 +16,7 @@ impl Validator<'_> {
             Some(n) => {
                 self.d.error(
                     n.span(),
-                    "max_header_bytes must be from 1024 to 262144 (256 KiB)",
+                    "max_header_bytes must be from 8192 to 262144 (256 KiB)",
                 );
                 default.max_header_bytes
             }
