@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -31,6 +32,9 @@ use crate::config::Limits;
 #[derive(Default)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// The connection's reader, woken when the last request finishes: hyper may have
+    /// polled the read side for the last time before that, and the idle clock must start.
+    reader: AtomicWaker,
 }
 
 impl Activity {
@@ -51,7 +55,9 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -157,6 +163,12 @@ impl<S> Guarded<S> {
     /// Waits for the deadline of the current phase; `Ready` when it has passed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.phase == Phase::Busy {
+            self.activity.reader.register(cx.waker());
+            // It may have finished just now, before the waker was in place.
+            if self.activity.busy() {
+                return Poll::Pending;
+            }
+            cx.waker().wake_by_ref();
             return Poll::Pending;
         }
         let deadline = self.deadline;

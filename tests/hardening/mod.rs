@@ -1,6 +1,9 @@
 //! Raw-socket helpers for the limits and framing tests: bytes written as given with
 //! `std::net::TcpStream`, one response read back, and whether the gateway then closed.
 
+// Each test file uses a different part of it.
+#![allow(dead_code)]
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
