@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::header::{
-    CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Response, StatusCode};
 
@@ -39,6 +39,10 @@ pub enum GatewayError {
     NoRoute,
     #[error("invalid request path: {0}")]
     BadPath(#[from] PathError),
+    /// The client's request body could not be read (a bad chunk line, a body cut short):
+    /// the client's fault, not the upstream's (SPEC §12). The connection is closed after it.
+    #[error("malformed request body")]
+    BadRequestBody,
     #[error("upstream unreachable")]
     BadGateway,
     #[error("upstream did not answer in time")]
@@ -79,7 +83,9 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::NoCredentials => "unauthorized",
-            GatewayError::MalformedAuthorization | GatewayError::BadPath(_) => "invalid_request",
+            GatewayError::MalformedAuthorization
+            | GatewayError::BadPath(_)
+            | GatewayError::BadRequestBody => "invalid_request",
             GatewayError::InvalidToken(_) | GatewayError::TokenExpired => "invalid_token",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::NoRoute => "not_found",
@@ -95,9 +101,9 @@ impl GatewayError {
             GatewayError::NoCredentials
             | GatewayError::InvalidToken(_)
             | GatewayError::TokenExpired => StatusCode::UNAUTHORIZED,
-            GatewayError::MalformedAuthorization | GatewayError::BadPath(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            GatewayError::MalformedAuthorization
+            | GatewayError::BadPath(_)
+            | GatewayError::BadRequestBody => StatusCode::BAD_REQUEST,
             GatewayError::InsufficientScope { .. }
             | GatewayError::CredentialNotConnected { .. } => StatusCode::FORBIDDEN,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
@@ -146,6 +152,11 @@ impl GatewayError {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
         }
+        if matches!(self, GatewayError::BadRequestBody) {
+            // Where the body ended is unknown, so nothing more can be read on this connection.
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -176,6 +187,10 @@ impl OAuthError {
 
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new("invalid_request", StatusCode::BAD_REQUEST, d)
+    }
+    /// A body over the endpoint's limit: 413, with the `invalid_request` code.
+    pub fn too_large(d: impl Into<String>) -> Self {
+        Self::new("invalid_request", StatusCode::PAYLOAD_TOO_LARGE, d)
     }
     pub fn invalid_client(d: impl Into<String>) -> Self {
         Self::new("invalid_client", StatusCode::UNAUTHORIZED, d)

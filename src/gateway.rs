@@ -226,6 +226,9 @@ impl Gateway {
         {
             tracing::warn!("listen addresses changed in the file; they take effect on restart");
         }
+        if config.server.limits != prior.server.limits {
+            tracing::warn!("[server] limits changed in the file; they take effect on restart");
+        }
         if config.store.backend != prior.store.backend || config.store.prefix != prior.store.prefix
         {
             tracing::warn!("[store] changed in the file; it takes effect on restart");

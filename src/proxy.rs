@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{Either, Empty};
 use hyper::header::{CONNECTION, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, Scheme};
-use hyper::{HeaderMap, Request, Response, Uri};
+use hyper::{HeaderMap, Request, Response, Uri, Version};
 
 use self::h1::RequestHead;
 use self::h1::is_hop_by_hop;
@@ -236,11 +236,18 @@ impl Proxy {
                         target.down_until.store(0, Ordering::Relaxed);
                     }
                     strip_hop_by_hop(resp.headers_mut());
+                    // The gateway answers in its own version, whatever the upstream spoke
+                    // (RFC 9110 §6.2); hyper then writes what the client's connection allows.
+                    *resp.version_mut() = Version::HTTP_11;
                     return Ok(resp.map(Either::Left));
                 }
                 Ok(Err(e)) => e,
             };
             match e {
+                SendError::Request(h1::Error::RequestBody(_)) => {
+                    tracing::debug!(error = %e, "the client's request body could not be read");
+                    return Err(GatewayError::BadRequestBody);
+                }
                 SendError::Closed(_) if resend_once => {
                     tracing::debug!(upstream = %target.authority, error = %e, "sending again on a new connection");
                     resend_once = false;

@@ -2,7 +2,11 @@
 //! graceful shutdown, and [`run`], which wires store, gateway and admin listener together.
 //!
 //! The caller binds the listeners and owns the shutdown signal, so tests start a real node on
-//! port 0 and stop it when they like.
+//! port 0 and stop it when they like. Connection limits and timeouts are in [`limits`], the
+//! framing check of request heads in [`framing`].
+
+mod framing;
+mod limits;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,9 +21,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
-use crate::config::Config;
+use self::limits::{Activity, Guarded, Tracked};
+use crate::config::{Config, Limits};
 use crate::error::Body;
 use crate::gateway::Gateway;
 use crate::proxy::Proxy;
@@ -74,7 +79,11 @@ pub async fn run(
         .map_err(StoreError::Refused)?;
     let store = TokenStore::open(&config.store)?;
     let grace = config.server.shutdown_grace;
+    let limits = config.server.limits;
     let gateway = Arc::new(Gateway::new(config, store));
+    // One count for the node's public workers; the admin listener has its own, so a flood on
+    // the public port cannot lock operators out.
+    let public_slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let admin = {
@@ -88,6 +97,7 @@ pub async fn run(
             },
             || None,
             stop,
+            Guard::new(limits, Arc::new(Semaphore::new(limits.max_connections))),
             grace,
         ))
     };
@@ -98,9 +108,10 @@ pub async fn run(
     for (i, socket) in listeners.public.into_iter().enumerate() {
         let gateway = Arc::clone(&gateway);
         let stop = stop_rx.clone();
+        let guard = Guard::new(limits, Arc::clone(&public_slots));
         let spawned = std::thread::Builder::new()
             .name(format!("tollgate-worker-{i}"))
-            .spawn(move || worker(socket, gateway, stop, grace));
+            .spawn(move || worker(socket, gateway, stop, guard, grace));
         match spawned {
             Ok(handle) => workers.push(handle),
             Err(e) => tracing::error!(error = %e, "could not start a worker thread"),
@@ -137,6 +148,7 @@ fn worker(
     socket: std::net::TcpListener,
     gateway: Arc<Gateway>,
     stop: watch::Receiver<bool>,
+    guard: Guard,
     grace: Duration,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -174,6 +186,7 @@ fn worker(
                 rt.config.server.tls.as_ref().map(|t| Arc::clone(&t.rustls))
             },
             wait_for(stop),
+            guard,
             grace,
         )
         .await;
@@ -252,25 +265,66 @@ pub struct Conn {
     pub tls: bool,
 }
 
-/// Longest a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The limits every connection of one listener is served under (SPEC §12), and the count of
+/// connections it shares with the listeners of the same node.
+#[derive(Clone)]
+pub struct Guard {
+    limits: Limits,
+    slots: Arc<Semaphore>,
+}
+
+impl Guard {
+    pub fn new(limits: Limits, slots: Arc<Semaphore>) -> Guard {
+        Guard { limits, slots }
+    }
+
+    /// hyper's side of the limits: head and header-list sizes, HTTP/2 streams and resets.
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // A head still incomplete at this size gets 431 and the connection closed; the
+        // connection's reads never hand hyper more of one head than this (see `limits`).
+        builder.http1().max_buf_size(self.limits.max_header_bytes);
+        builder
+            .http2()
+            .max_header_list_size(u32::try_from(self.limits.max_header_bytes).unwrap_or(u32::MAX))
+            // hyper's defaults, stated: 200 streams at once per connection; a client that
+            // opens and resets streams faster than they are served (CVE-2023-44487, "rapid
+            // reset") is sent GOAWAY once 20 such resets are pending, and one that makes the
+            // server reset its streams 1024 times is too.
+            .max_concurrent_streams(200)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024);
+        builder
+    }
+}
 
 /// Accepts connections until `shutdown`, then gives open connections `grace` to finish.
-/// `tls` gives the TLS config for each new connection (`None` = plain HTTP).
+/// `tls` gives the TLS config for each new connection (`None` = plain HTTP). A connection is
+/// only accepted with one of `guard`'s slots free; until one is, new connections wait in the
+/// listen backlog.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     tls: impl Fn() -> Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
+    guard: Guard,
     grace: Duration,
 ) where
     H: Fn(Request<Incoming>, Conn) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = guard.builder();
+    let limits = guard.limits;
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&guard.slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // closed: never, the semaphore is not closed
+            },
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, remote) = match accepted {
@@ -282,32 +336,44 @@ pub async fn serve<H, F>(
                         continue;
                     }
                 };
+                let accepted_at = tokio::time::Instant::now();
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let tls = tls();
                 let info = Conn { remote, tls: tls.is_some() };
-                let service = service_fn(move |req| {
-                    let response = handler(req, info);
-                    async move { Ok::<_, Infallible>(response.await) }
-                });
+                let activity = Arc::new(Activity::default());
+                let service = {
+                    let activity = Arc::clone(&activity);
+                    service_fn(move |req| {
+                        let in_flight = activity.begin();
+                        let response = handler(req, info);
+                        async move {
+                            let response = response.await;
+                            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+                        }
+                    })
+                };
                 match tls {
                     None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let io = Guarded::new(stream, limits, activity, accepted_at, false);
+                        let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                         let conn = graceful.watch(conn);
                         tokio::spawn(async move {
                             if let Err(e) = conn.await {
                                 tracing::debug!(error = %e, %remote, "connection ended with an error");
                             }
+                            drop(slot);
                         });
                     }
                     Some(config) => {
                         // The handshake runs in the connection's task so a slow client cannot
                         // stall the accept loop; the connection joins graceful shutdown after it.
+                        // It counts towards the first request's header_timeout.
                         let builder = builder.clone();
                         let watcher = graceful.watcher();
                         tokio::spawn(async move {
                             let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
-                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                            let stream = match tokio::time::timeout(limits.header_timeout, accept).await {
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => {
                                     tracing::debug!(error = %e, %remote, "TLS handshake failed");
@@ -318,10 +384,13 @@ pub async fn serve<H, F>(
                                     return;
                                 }
                             };
-                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let io = Guarded::new(stream, limits, activity, accepted_at, h2);
+                            let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                             if let Err(e) = watcher.watch(conn).await {
                                 tracing::debug!(error = %e, %remote, "connection ended with an error");
                             }
+                            drop(slot);
                         });
                     }
                 }

@@ -62,7 +62,35 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Peers whose `X-Forwarded-*` headers are kept (SPEC §4); empty = none.
     pub trusted_proxies: cidr::TrustedProxies,
+    /// Connection limits and timeouts (SPEC §12); they take effect on restart.
+    pub limits: Limits,
     pub tls: Option<TlsConfig>,
+}
+
+/// `[server]` limits (SPEC §12), applied by the listeners to every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers) on HTTP/1.1, and header list on
+    /// HTTP/2; larger → 431.
+    pub max_header_bytes: usize,
+    /// Longest a client may take to send a request head, counted from the connection's
+    /// start for the first request and from its first byte for later ones.
+    pub header_timeout: Duration,
+    /// Longest a connection may sit with no request in flight.
+    pub idle_timeout: Duration,
+    /// Most client connections a node serves at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_header_bytes: 65_536,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -43,6 +43,10 @@ pub struct RawServer {
     pub shutdown_grace: Option<Str>,
     pub workers: Option<Spanned<i64>>,
     pub trusted_proxies: Option<StrList>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub header_timeout: Option<Str>,
+    pub idle_timeout: Option<Str>,
+    pub max_connections: Option<Spanned<i64>>,
     pub tls: Option<RawTls>,
 }
 

@@ -498,3 +498,5 @@ fn bad_trusted_proxies_and_upstream_userinfo_are_located() {
         );
     }
 }
+
+mod limits;

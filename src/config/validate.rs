@@ -10,6 +10,7 @@ use toml::Spanned;
 
 mod clients;
 mod credentials;
+mod limits;
 mod routes;
 mod store;
 
@@ -81,12 +82,14 @@ impl Validator<'_> {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let trusted_proxies = self.trusted_proxies(rs.trusted_proxies.as_ref());
+        let limits = self.limits(&rs);
         let server = ServerConfig {
             listen: listen.unwrap_or_else(unspecified),
             public_url: public_url.trim_end_matches('/').to_owned(),
             shutdown_grace,
             workers,
             trusted_proxies,
+            limits,
             tls,
         };
 

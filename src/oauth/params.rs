@@ -14,7 +14,7 @@ use crate::config::{Client, ClientType, User};
 use crate::error::OAuthError;
 use crate::throttle::{Account, Denied};
 
-/// Largest form body accepted by the OAuth endpoints.
+/// Largest form body accepted by the OAuth endpoints (SPEC §12); larger → 413.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// The parameters of one request; a parameter sent with an empty value counts as absent.
@@ -68,7 +68,16 @@ pub async fn read_pairs(
     let body = Limited::new(body, MAX_FORM_BYTES)
         .collect()
         .await
-        .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                OAuthError::too_large(format!(
+                    "request body larger than {} KiB",
+                    MAX_FORM_BYTES / 1024
+                ))
+            } else {
+                OAuthError::invalid_request("request body unreadable")
+            }
+        })?
         .to_bytes();
     let text: &[u8] = if body.is_empty() {
         parts.uri.query().unwrap_or("").as_bytes()
