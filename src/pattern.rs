@@ -253,6 +253,17 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(out))
 }
 
+/// The path the upstream receives for the normalised `path` of a route with `strip_prefix =
+/// prefix`: `/abc/x` → `/x`, `/abc/` and `/abc` → `/`. A path that does not start with
+/// `prefix` is sent whole (a route's paths always do; the config checks that).
+pub fn strip_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
+    match path.strip_prefix(prefix) {
+        Some("") => "/",
+        Some(rest) => rest,
+        None => path,
+    }
+}
+
 /// Why a pattern in the config is invalid (the config layer adds file/line/col).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {

@@ -265,6 +265,21 @@ fn normalize_is_idempotent_and_yields_canonical_paths() {
     }
 }
 
+#[test]
+fn strip_prefix_keeps_the_path_absolute() {
+    let cases = [
+        ("/abc/x/y", "/abc", "/x/y"),
+        ("/abc/", "/abc", "/"),
+        ("/abc", "/abc", "/"),
+        ("/abcd/x", "/abc", "/abcd/x"),
+        ("/other/x", "/abc", "/other/x"),
+        ("/a/b/c", "/a/b", "/c"),
+    ];
+    for (path, prefix, upstream) in cases {
+        assert_eq!(strip_prefix(path, prefix), upstream, "{path} - {prefix}");
+    }
+}
+
 /// What a servlet container makes a dot segment of, written out independently of
 /// `is_dot_with_parameters`: decode `%2e`/`%3b`, cut at the first `;`, then `.` or `..`.
 fn servlet_dot_segment(raw: &str) -> bool {
