@@ -399,11 +399,7 @@ impl Gateway {
         // The token's own shared string: no copy per request.
         log.client_id = permit.token().map(|e| Arc::clone(&e.token.client_id));
         let upstream_path = match &route.strip_prefix {
-            Some(prefix) => match path.strip_prefix(prefix.as_str()) {
-                Some("") => "/",
-                Some(rest) => rest,
-                None => &path,
-            },
+            Some(prefix) => pattern::strip_prefix(&path, prefix),
             None => &path,
         };
         let fwd = Forward {

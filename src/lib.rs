@@ -22,6 +22,7 @@
 //! | [`metrics`] | Prometheus counters and histograms |
 //! | [`cli`] | the ops commands (`tollgate clients|tokens|explain`), a client of the admin API |
 //! | [`error`] | every error → status code, challenge and JSON body |
+//! | `fuzzing` | hidden: what the `cargo fuzz` targets in `fuzz/` drive (fuzz/README.md) |
 
 /// mimalloc for every binary that links Tollgate: measurably faster than the system allocator
 /// on the request path (PERFORMANCE.md), and without glibc's per-chunk headers, which matters
@@ -34,6 +35,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod metrics;
 pub mod oauth;

@@ -31,6 +31,8 @@ pub enum PathError {
     Backslash,
     #[error("path climbs above the root with '..'")]
     EscapesRoot,
+    #[error("`.` or `..` segment with `;` parameters (like `..;`) in path")]
+    DotWithParameters,
 }
 
 /// How the canonical form treats each raw byte of a path.
@@ -142,6 +144,31 @@ fn is_dot_segment(seg: &[u8]) -> bool {
     seg == b"." || seg == b".."
 }
 
+/// Is `raw` (one undecoded segment) `.` or `..` once its `;` parameters are cut off? Java
+/// servlet containers (Tomcat, Jetty, Spring) cut them before resolving dot segments, so to
+/// them `/abc/..;/private` is `/private`, while to us `..;` would be a name under `/abc`.
+/// Escaped dots count (`%2e%2e;`), and so does an escaped `;` (`..%3B`): some stacks decode
+/// before they cut.
+fn is_dot_with_parameters(raw: &[u8]) -> bool {
+    let mut dots = 0;
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match (b, raw.get(i + 1), raw.get(i + 2)) {
+            (b'.', _, _) => i += 1,
+            (b'%', Some(b'2'), Some(b'e' | b'E')) => i += 3,
+            (b';', _, _) | (b'%', Some(b'3'), Some(b'b' | b'B')) => {
+                return (1..=2).contains(&dots);
+            }
+            _ => return false,
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    false
+}
+
 /// Checks `path` and tells whether it differs from its canonical form, without allocating.
 fn needs_rewrite(path: &str) -> Result<bool, PathError> {
     let bytes = path.as_bytes();
@@ -155,6 +182,9 @@ fn needs_rewrite(path: &str) -> Result<bool, PathError> {
         match CLASS[usize::from(b)] {
             SLASH => {
                 let seg = bytes.get(seg_start..i).unwrap_or_default();
+                if is_dot_with_parameters(seg) {
+                    return Err(PathError::DotWithParameters);
+                }
                 dirty |= seg.is_empty() || is_dot_segment(seg);
                 seg_start = i + 1;
             }
@@ -171,7 +201,11 @@ fn needs_rewrite(path: &str) -> Result<bool, PathError> {
         }
         i += 1;
     }
-    Ok(dirty || is_dot_segment(bytes.get(seg_start..).unwrap_or_default()))
+    let last = bytes.get(seg_start..).unwrap_or_default();
+    if is_dot_with_parameters(last) {
+        return Err(PathError::DotWithParameters);
+    }
+    Ok(dirty || is_dot_segment(last))
 }
 
 /// Normalise a request path (no query string; the caller strips it) to the canonical form that
@@ -184,6 +218,9 @@ fn needs_rewrite(path: &str) -> Result<bool, PathError> {
 /// - Empty segments are merged (`/a//b` → `/a/b`, like nginx's `merge_slashes`), then dot
 ///   segments are resolved per RFC 3986 §5.2.4 on the decoded text (`%2e%2e` is `..`); a `..`
 ///   that would climb above the root is [`PathError::EscapesRoot`]. A trailing slash is kept.
+/// - A segment that is `.` or `..` once its `;` parameters are cut off (`..;`, `.;x`,
+///   `%2e%2e;`, `..%3B`) is [`PathError::DotWithParameters`]: servlet containers read it as a
+///   dot segment, so the path they serve would not be the path we matched (SPEC §3).
 ///
 /// Returns `Cow::Borrowed` without allocating when the path is already canonical.
 pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
@@ -216,6 +253,17 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(out))
 }
 
+/// The path the upstream receives for the normalised `path` of a route with `strip_prefix =
+/// prefix`: `/abc/x` → `/x`, `/abc/` and `/abc` → `/`. A path that does not start with
+/// `prefix` is sent whole (a route's paths always do; the config checks that).
+pub fn strip_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
+    match path.strip_prefix(prefix) {
+        Some("") => "/",
+        Some(rest) => rest,
+        None => path,
+    }
+}
+
 /// Why a pattern in the config is invalid (the config layer adds file/line/col).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
@@ -229,7 +277,9 @@ pub enum PatternError {
     BadMethod(String),
     #[error("empty segment (`//`) in pattern path")]
     EmptySegment,
-    #[error("`.` and `..` segments are not allowed in patterns")]
+    #[error(
+        "`.` and `..` segments (also with `;` parameters, like `..;x`) are not allowed in patterns"
+    )]
     DotSegment,
     #[error("`*` is only allowed as the last segment")]
     WildcardNotLast,
@@ -435,7 +485,7 @@ fn parse_segment(raw: &str, last: bool) -> Result<Segment, PatternError> {
         _ => {
             let mut lit = String::with_capacity(raw.len());
             push_segment(&mut lit, raw)?;
-            if lit == "." || lit == ".." {
+            if lit == "." || lit == ".." || is_dot_with_parameters(raw.as_bytes()) {
                 return Err(PatternError::DotSegment);
             }
             Ok(Segment::Literal(lit.into()))

@@ -116,14 +116,15 @@ pub(super) fn not_parked(denied: Denied) -> Answer {
 }
 
 /// Why a request is refused back to the client: a fixed text, never request input.
-struct Refusal {
-    fragment: bool,
-    code: &'static str,
-    description: &'static str,
+pub struct Refusal {
+    pub fragment: bool,
+    pub code: &'static str,
+    pub description: &'static str,
 }
 
-/// Checks everything after the redirect URI.
-fn validate(
+/// Checks everything after the redirect URI: whether the request is implicit, the scopes
+/// asked for, and the PKCE challenge.
+pub fn validate(
     client: &Client,
     params: &Params,
 ) -> Result<(bool, Vec<String>, Option<String>), Refusal> {

@@ -88,6 +88,25 @@ pub async fn consent_page(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) ->
     })
 }
 
+/// The fields of the decision form.
+#[derive(Debug)]
+pub struct DecisionForm {
+    /// The `scope` values, one per ticked box, in form order.
+    pub ticked: Vec<String>,
+    /// Every other field; these must not repeat.
+    pub params: Params,
+}
+
+impl DecisionForm {
+    pub fn parse(pairs: Vec<(String, String)>) -> Result<DecisionForm, OAuthError> {
+        let (ticked, single): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "scope");
+        Ok(DecisionForm {
+            ticked: ticked.into_iter().map(|(_, v)| v).collect(),
+            params: Params::from_pairs(single)?,
+        })
+    }
+}
+
 /// `POST {path}/consent`: the user's decision.
 pub async fn consent_decision(
     ctx: &Ctx<'_>,
@@ -97,15 +116,8 @@ pub async fn consent_decision(
         Ok(x) => x,
         Err(e) => return (None, error_page(StatusCode::BAD_REQUEST, &e.description)),
     };
-    // `scope` repeats (one per ticked box); every other field must not.
-    let ticked: Vec<&str> = pairs
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let single = pairs.iter().filter(|(k, _)| k != "scope").cloned();
-    let params = match Params::from_pairs(single) {
-        Ok(p) => p,
+    let DecisionForm { ticked, params } = match DecisionForm::parse(pairs) {
+        Ok(f) => f,
         Err(e) => return (None, error_page(StatusCode::BAD_REQUEST, &e.description)),
     };
     let (request, pending, client) = match load_pending(ctx, params.get("request")).await {
@@ -152,7 +164,7 @@ pub async fn consent_decision(
     }
     let scopes: Vec<String> = grantable(ctx, &pending, &session.username)
         .into_iter()
-        .filter(|s| ticked.contains(&s.as_str()))
+        .filter(|s| ticked.contains(s))
         .collect();
     if scopes.is_empty() {
         return (client_id, deny("no scope was granted"));

@@ -12,18 +12,18 @@
 //! | `revoke.rs` | `POST {path}/revoke` |
 //! | `metadata.rs` | `GET /.well-known/oauth-authorization-server` |
 
-mod authorize;
+pub(crate) mod authorize;
 mod browser;
-mod code;
+pub(crate) mod code;
 mod connect;
-mod consent;
+pub(crate) mod consent;
 mod grace;
 mod introspect;
 pub(crate) mod issue;
 mod login;
 mod metadata;
 mod pages;
-mod params;
+pub(crate) mod params;
 mod revoke;
 mod token;
 

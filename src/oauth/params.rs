@@ -33,7 +33,7 @@ impl Params {
 
     /// Parses `application/x-www-form-urlencoded` text; a repeated parameter is an error.
     pub fn parse(text: &[u8]) -> Result<Params, OAuthError> {
-        Params::from_pairs(form_urlencoded::parse(text).into_owned())
+        Params::from_pairs(pairs(text))
     }
 
     pub fn from_pairs(
@@ -99,8 +99,12 @@ pub async fn read_pairs(
         }
         &body
     };
-    let pairs = form_urlencoded::parse(text).into_owned().collect();
-    Ok((parts.headers, pairs))
+    Ok((parts.headers, pairs(text)))
+}
+
+/// Every pair of `application/x-www-form-urlencoded` text, decoded, in order.
+pub fn pairs(text: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(text).into_owned().collect()
 }
 
 /// How the client presented itself.
@@ -152,20 +156,38 @@ pub fn client_credentials(
 }
 
 /// RFC 6749 §2.3.1: `base64(urlencode(id) ":" urlencode(secret))`.
-fn parse_basic(encoded: &str) -> Option<(String, String)> {
+pub fn parse_basic(encoded: &str) -> Option<(String, String)> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let unescape = |s: &str| -> String {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    let id = unescape(id);
-    (!id.is_empty()).then(|| (id, unescape(secret)))
+    let id = form_component(id)?;
+    (!id.is_empty()).then_some((id, form_component(secret)?))
+}
+
+/// One form-urlencoded value on its own: `+` is a space, `%XX` a byte, every other byte
+/// itself (a raw `&` or `=` included: there is nothing here for it to separate). The bytes
+/// must be UTF-8; a lossy decoding would let different credentials read as one.
+fn form_component(s: &str) -> Option<String> {
+    let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (b, hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits: at most 0xFF.
+                out.push(u8::try_from(hi << 4 | lo).ok()?);
+                i += 3;
+                continue;
+            }
+            (b'+', _, _) => out.push(b' '),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Reads the form and authenticates its client. With `allow_default`, a request naming no
@@ -375,6 +397,30 @@ mod tests {
         assert_eq!(parse_basic("!!!"), None);
         let no_colon = base64::engine::general_purpose::STANDARD.encode("abc");
         assert_eq!(parse_basic(&no_colon), None);
+    }
+
+    /// Fuzz findings (fuzz/README.md, `basic_auth`): each half is decoded as one value, so a
+    /// raw `&` is part of it, not the end of it; and a half that is not UTF-8 once decoded is
+    /// refused rather than read with replacement characters (which would make `%FE` and `%FF`
+    /// the same secret).
+    #[test]
+    fn basic_credentials_keep_every_byte_and_refuse_invalid_utf8() {
+        let basic =
+            |text: &str| parse_basic(&base64::engine::general_purpose::STANDARD.encode(text));
+        let pair = |id: &str, secret: &str| Some((id.to_owned(), secret.to_owned()));
+        assert_eq!(
+            basic("ca\u{1}my ap&p)\0s:0ss+word"),
+            pair("ca\u{1}my ap&p)\0s", "0ss word")
+        );
+        assert_eq!(basic("app:pa&ss=1"), pair("app", "pa&ss=1"));
+        assert_eq!(basic("a&b:s"), pair("a&b", "s"));
+        assert_eq!(basic("app:100%+sure%"), pair("app", "100% sure%"));
+        assert_eq!(basic("caf%C3%A9:x"), pair("café", "x"));
+        assert_eq!(basic("caf%+3%A9:p%40ss+wor4"), None);
+        assert_eq!(basic("app:%FF"), None);
+        assert_eq!(basic("app:%FE"), None);
+        assert_eq!(basic("%41pp:"), pair("App", ""));
+        assert_eq!(basic(":secret"), None);
     }
 
     #[test]

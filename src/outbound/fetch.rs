@@ -9,7 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Uri};
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
@@ -135,7 +135,17 @@ pub async fn fetch(
     let (status, content_type, body) = tokio::time::timeout(cred.timeout, exchange)
         .await
         .map_err(|_| FetchError::Timeout(cred.timeout))??;
-    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    answer(cred, status, &content_type, &body)
+}
+
+/// Reads a provider's answer: its status, lower-cased `Content-Type` and body.
+pub fn answer(
+    cred: &Credential,
+    status: StatusCode,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Fetched, FetchError> {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
     // RFC 6749 §5.2: an error object wins over the status, whatever it is.
     if let Some(code) = json
         .as_ref()
@@ -253,7 +263,7 @@ fn build(
 }
 
 /// RFC 6749 §2.3.1: id and secret form-encoded, then Basic.
-fn basic(id: &str, secret: &str) -> HeaderValue {
+pub fn basic(id: &str, secret: &str) -> HeaderValue {
     let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let pair = format!("{}:{}", encode(id), encode(secret));
     let value = format!(

@@ -14,7 +14,7 @@
 mod connect;
 mod credential;
 mod entry;
-mod fetch;
+pub(crate) mod fetch;
 
 use std::collections::HashMap;
 use std::sync::Arc;

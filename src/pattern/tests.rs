@@ -168,6 +168,36 @@ fn normalize_table() {
         ("/café", Ok("/caf%C3%A9")),
         ("/a\"b{c}|d", Ok("/a%22b%7Bc%7D%7Cd")),
         ("/a;b=c,d@e:f!$&'()*+", Ok("/a;b=c,d@e:f!$&'()*+")),
+        // SPEC §3: dot segments with `;` parameters, as servlet containers read them.
+        ("/abc/..;/private/x", Err(DotWithParameters)),
+        ("/abc/..;", Err(DotWithParameters)),
+        ("/abc/..;/", Err(DotWithParameters)),
+        ("/..;", Err(DotWithParameters)),
+        ("/abc/..;x/y", Err(DotWithParameters)),
+        ("/abc/..;a=1;b=2/y", Err(DotWithParameters)),
+        ("/abc/.;jsessionid=1", Err(DotWithParameters)),
+        ("/abc/.;/x", Err(DotWithParameters)),
+        ("/abc/%2e%2e;/x", Err(DotWithParameters)),
+        ("/abc/%2E.;x", Err(DotWithParameters)),
+        ("/abc/.%2e;", Err(DotWithParameters)),
+        ("/abc/%2e;x", Err(DotWithParameters)),
+        ("/abc/..%3B/x", Err(DotWithParameters)),
+        ("/abc/..%3bx", Err(DotWithParameters)),
+        ("/abc/%2e%2e%3b", Err(DotWithParameters)),
+        ("/abc/.%3B", Err(DotWithParameters)),
+        ("/abc//..;/x", Err(DotWithParameters)),
+        ("/abc/;x", Ok("/abc/;x")),
+        ("/abc/;", Ok("/abc/;")),
+        ("/abc/...;x", Ok("/abc/...;x")),
+        ("/abc/%2e%2e%2e;x", Ok("/abc/...;x")),
+        ("/abc/..x;y", Ok("/abc/..x;y")),
+        ("/abc/x..;", Ok("/abc/x..;")),
+        ("/abc/a;..", Ok("/abc/a;..")),
+        ("/abc/a;../b", Ok("/abc/a;../b")),
+        ("/abc/%3B..", Ok("/abc/%3B..")),
+        ("/abc/..%3A", Ok("/abc/..%3A")),
+        ("/abc/..%2", Err(BadPercentEncoding)),
+        ("/jsp/x.jsp;jsessionid=1", Ok("/jsp/x.jsp;jsessionid=1")),
     ];
     for &(input, expected) in cases {
         let got = normalize(input);
@@ -196,7 +226,7 @@ fn normalize_borrows_when_nothing_changes() {
 fn normalize_is_idempotent_and_yields_canonical_paths() {
     const TOKENS: &[&str] = &[
         "/", "/", "/", "a", "b", ".", "..", "%2e", "%2E", "%41", "%7e", "%7E", "%20", "%3a", "é",
-        "{", "~", "//", "%2f", "%5c", "%00", "\\", "%x",
+        "{", "~", "//", "%2f", "%5c", "%00", "\\", "%x", ";", "%3b", "%3B",
     ];
     const BAD: &[&str] = &["%2f", "%5c", "%00", "\\", "%x"];
     let mut rng = Rng(7);
@@ -222,11 +252,45 @@ fn normalize_is_idempotent_and_yields_canonical_paths() {
                 );
                 for seg in out.split('/') {
                     assert!(seg != "." && seg != "..", "dot segment left in {out:?}");
+                    assert!(!servlet_dot_segment(seg), "servlet dot segment in {out:?}");
                 }
             }
             Err(PathError::EscapesRoot) => assert!(!has_bad, "{input:?}"),
+            Err(PathError::DotWithParameters) => assert!(
+                input.split('/').any(servlet_dot_segment),
+                "{input:?} refused as a dot segment with parameters"
+            ),
             Err(e) => assert!(has_bad, "{input:?} refused with {e}"),
         }
+    }
+}
+
+#[test]
+fn strip_prefix_keeps_the_path_absolute() {
+    let cases = [
+        ("/abc/x/y", "/abc", "/x/y"),
+        ("/abc/", "/abc", "/"),
+        ("/abc", "/abc", "/"),
+        ("/abcd/x", "/abc", "/abcd/x"),
+        ("/other/x", "/abc", "/other/x"),
+        ("/a/b/c", "/a/b", "/c"),
+    ];
+    for (path, prefix, upstream) in cases {
+        assert_eq!(strip_prefix(path, prefix), upstream, "{path} - {prefix}");
+    }
+}
+
+/// What a servlet container makes a dot segment of, written out independently of
+/// `is_dot_with_parameters`: decode `%2e`/`%3b`, cut at the first `;`, then `.` or `..`.
+fn servlet_dot_segment(raw: &str) -> bool {
+    let decoded = raw
+        .replace("%2e", ".")
+        .replace("%2E", ".")
+        .replace("%3b", ";")
+        .replace("%3B", ";");
+    match decoded.split_once(';') {
+        Some((name, _)) => name == "." || name == "..",
+        None => false,
     }
 }
 
@@ -287,6 +351,9 @@ fn pattern_parse_errors() {
         ("/a/./b", DotSegment),
         ("/a/..", DotSegment),
         ("/a/%2e%2E", DotSegment),
+        ("/a/..;", DotSegment),
+        ("/a/.;x/b", DotSegment),
+        ("/a/%2e%2e%3b/*", DotSegment),
         ("/*/a", WildcardNotLast),
         ("/a/*/", WildcardNotLast),
         ("/{id", bad("{id")),
