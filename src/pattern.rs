@@ -257,10 +257,11 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
 /// prefix`: `/abc/x` → `/x`, `/abc/` and `/abc` → `/`. A path that does not start with
 /// `prefix` is sent whole (a route's paths always do; the config checks that).
 pub fn strip_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
-    match path.strip_prefix(prefix) {
+    // Only at a segment boundary: `/abc` is no prefix of `/abcd/x`.
+    match path.strip_prefix(prefix.trim_end_matches('/')) {
         Some("") => "/",
-        Some(rest) => rest,
-        None => path,
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
     }
 }
 
