@@ -39,7 +39,8 @@ async fn check_reports_every_error_as_file_line_col_and_exits_1() {
             "gw.toml:2:10: invalid listen address \"nowhere\" (expected IP:PORT, e.g. \
              \"127.0.0.1:8080\")",
             "gw.toml:4:1: unknown field `colour`, expected one of `listen`, `public_url`, \
-             `shutdown_grace`, `workers`, `trusted_proxies`, `tls`",
+             `shutdown_grace`, `workers`, `trusted_proxies`, `max_header_bytes`, `header_timeout`, \
+             `idle_timeout`, `max_connections`, `tls`",
             "gw.toml:9:1: unknown field `bogus`, expected one of `name`, `description`, `paths`",
             "gw.toml:15:11: invalid duration \"soon\": expected a whole number and a unit \
              (ms, s, m, h, d), e.g. \"30s\"",
