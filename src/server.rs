@@ -300,8 +300,8 @@ impl Guard {
 
 /// Accepts connections until `shutdown`, then gives open connections `grace` to finish.
 /// `tls` gives the TLS config for each new connection (`None` = plain HTTP). A connection is
-/// only accepted with one of `guard`'s slots free; until one is, new connections wait in the
-/// listen backlog.
+/// only served with one of `guard`'s slots; while none is free, one accepted connection per
+/// worker waits for it and the rest wait in the listen backlog.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -318,13 +318,6 @@ pub async fn serve<H, F>(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let slot = tokio::select! {
-            slot = Arc::clone(&guard.slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break, // closed: never, the semaphore is not closed
-            },
-            _ = &mut shutdown => break,
-        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, remote) = match accepted {
@@ -335,6 +328,18 @@ pub async fn serve<H, F>(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+                };
+                // The slot is taken after the accept: the workers' sockets share one count,
+                // and the kernel picks the socket, so a worker waiting for a slot before its
+                // accept could starve connections queued on its socket while others idle.
+                // While this one waits (unserved), the accept loop stops and the rest wait in
+                // the backlog.
+                let slot = tokio::select! {
+                    slot = Arc::clone(&guard.slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break, // closed: never, the semaphore is not closed
+                    },
+                    _ = &mut shutdown => break,
                 };
                 let accepted_at = tokio::time::Instant::now();
                 let _ = stream.set_nodelay(true);
