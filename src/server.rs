@@ -346,7 +346,7 @@ pub async fn serve<H, F>(
                 let handler = handler.clone();
                 let tls = tls();
                 let info = Conn { remote, tls: tls.is_some() };
-                let activity = Arc::new(Activity::default());
+                let activity = Arc::new(Activity::new(accepted_at));
                 let service = {
                     let activity = Arc::clone(&activity);
                     service_fn(move |req| {

@@ -165,6 +165,52 @@ async fn idle_connections_close_at_idle_timeout_not_header_timeout() {
     assert_eq!(next_ok, Some(200));
 }
 
+/// The idle clock starts when the last response finished, not at the accept, and a request
+/// in flight longer than both timeouts is never cut (the connection's timer fires on the
+/// way and is armed again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_clock_starts_at_the_last_response_and_busy_connections_are_not_cut() {
+    let fx = Fixture::start_with(
+        Store::memory(),
+        with_server("header_timeout = \"1s\"\nidle_timeout = \"2s\""),
+    )
+    .await;
+    let addr = fx.gw.addr();
+    let (statuses, open_after_last, closed_later, slow) = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        let start = Instant::now();
+        let mut statuses = Vec::new();
+        // Requests every 400 ms until well past idle_timeout after the accept.
+        while start.elapsed() < Duration::from_millis(3200) {
+            s.write_all(b"GET /public/k HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("write");
+            statuses.push(read_answer(&mut s).map(|a| a.status));
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        let open = !closed_within(&mut s, Duration::from_millis(1200));
+        let closed = closed_within(&mut s, Duration::from_secs(3));
+        // The upstream takes 2 s to answer /slow: longer than either timeout.
+        let mut s = connect(addr);
+        s.write_all(b"GET /public/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let first = read_answer(&mut s).map(|a| a.status);
+        s.write_all(b"GET /public/after HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let second = read_answer(&mut s).map(|a| a.status);
+        (statuses, open, closed, (first, second))
+    })
+    .await
+    .expect("client thread");
+    assert!(statuses.len() >= 6, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == Some(200)), "{statuses:?}");
+    assert!(
+        open_after_last,
+        "closed within 1.2 s of the last response: the idle clock ran from the accept"
+    );
+    assert!(closed_later, "still open 4 s after the last response");
+    assert_eq!(slow, (Some(200), Some(200)), "a busy connection was cut");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_max_connections_wait_until_one_closes() {
     let fx = Fixture::start_with(

@@ -10,16 +10,23 @@
 //! `header_timeout` of its first byte; and a connection with no request in flight is closed
 //! after `idle_timeout`. "In flight" runs from the moment hyper hands a request to the
 //! service until its response body is dropped, counted by [`Activity`].
+//!
+//! The phase deadlines move with every request, but the connection's timer does not follow
+//! them (a reset per request costs a timer-wheel removal and insertion). It fires at the
+//! earliest moment any deadline could fall, at most `min(header_timeout, idle_timeout)` after
+//! it was armed, and is then armed again for the current phase's deadline: a request that
+//! starts later cannot have an earlier deadline than that. So a connection wakes at most once
+//! per that step while it is busy or idle, never per request.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -28,16 +35,25 @@ use super::framing::HeadScanner;
 use crate::config::Limits;
 
 /// Requests of one connection that have been handed to the service and whose responses are
-/// not finished yet.
-#[derive(Default)]
+/// not finished yet, and when the last one finished.
 pub struct Activity {
     in_flight: AtomicUsize,
-    /// The connection's reader, woken when the last request finishes: hyper may have
-    /// polled the read side for the last time before that, and the idle clock must start.
-    reader: AtomicWaker,
+    /// When a request last finished, in nanoseconds after `since`. Written before the count
+    /// goes down, so whoever sees the count at zero sees a stamp at least that recent.
+    ended: AtomicU64,
+    since: Instant,
 }
 
 impl Activity {
+    /// `since`: a moment before the connection's first request (its accept).
+    pub fn new(since: Instant) -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            ended: AtomicU64::new(0),
+            since,
+        }
+    }
+
     /// Marks a request as started; the request stays in flight until the guard is dropped
     /// (with the response body it is moved into, see [`Tracked`]).
     pub fn begin(self: &Arc<Self>) -> InFlight {
@@ -46,7 +62,12 @@ impl Activity {
     }
 
     fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// When the last request finished (the accept, before any).
+    fn ended(&self) -> Instant {
+        self.since + Duration::from_nanos(self.ended.load(Ordering::Relaxed))
     }
 }
 
@@ -55,9 +76,10 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.reader.wake();
-        }
+        let activity = &self.0;
+        let now = u64::try_from(activity.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        activity.ended.fetch_max(now, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -114,8 +136,10 @@ pub struct Guarded<S> {
     limits: Limits,
     activity: Arc<Activity>,
     phase: Phase,
+    /// The current phase's deadline (none while busy).
     deadline: Instant,
-    timer: Option<Pin<Box<Sleep>>>,
+    /// Armed no later than any deadline the connection can have until it fires.
+    timer: Pin<Box<Sleep>>,
     /// HTTP/2: idle time only; bytes between requests (pings, settings) start no head.
     h2: bool,
     scanner: HeadScanner,
@@ -137,7 +161,7 @@ impl<S> Guarded<S> {
             activity,
             phase: Phase::Head,
             deadline: accepted + limits.header_timeout,
-            timer: None,
+            timer: Box::pin(tokio::time::sleep_until(accepted + step(&limits))),
             h2,
             scanner: if h2 {
                 HeadScanner::off()
@@ -154,7 +178,7 @@ impl<S> Guarded<S> {
             Phase::Head | Phase::Idle if busy => self.phase = Phase::Busy,
             Phase::Busy if !busy => {
                 self.phase = Phase::Idle;
-                self.deadline = Instant::now() + self.limits.idle_timeout;
+                self.deadline = self.activity.ended() + self.limits.idle_timeout;
             }
             _ => {}
         }
@@ -162,24 +186,25 @@ impl<S> Guarded<S> {
 
     /// Waits for the deadline of the current phase; `Ready` when it has passed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.phase == Phase::Busy {
-            self.activity.reader.register(cx.waker());
-            // It may have finished just now, before the waker was in place.
-            if self.activity.busy() {
-                return Poll::Pending;
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            self.observe();
+            let now = Instant::now();
+            let mut next = now + step(&self.limits);
+            if self.phase != Phase::Busy {
+                if self.deadline <= now {
+                    return Poll::Ready(());
+                }
+                next = next.min(self.deadline);
             }
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+            self.timer.as_mut().reset(next);
         }
-        let deadline = self.deadline;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
-        }
-        timer.as_mut().poll(cx)
     }
+}
+
+/// The longest the connection's timer may sleep: no deadline set later can fall earlier.
+fn step(limits: &Limits) -> Duration {
+    limits.header_timeout.min(limits.idle_timeout)
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
