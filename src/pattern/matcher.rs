@@ -448,8 +448,9 @@ impl<T> Matcher<T> {
         if hits(n.rest_start, n.hits_end).iter().any(&mut *visit) {
             return true;
         }
-        let (seg, next) = match rest.split_once('/') {
-            Some((seg, next)) => (seg, Some(next)),
+        // A byte search: `split_once` with a `char` pattern costs several times more here.
+        let (seg, next) = match rest.bytes().position(|b| b == b'/') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };
         if let Some(child) = self.child(node, n, seg, segment_hash(seg))

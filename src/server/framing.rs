@@ -192,7 +192,10 @@ impl Default for HeadScanner {
 
 /// Does the header line start with `name` (lower case, colon included), in any case?
 fn has_name(line: &[u8], name: &[u8]) -> bool {
-    line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name)
+    // The first byte turns away most lines before the whole-name compare.
+    line.len() >= name.len()
+        && line[0].eq_ignore_ascii_case(&name[0])
+        && line[..name.len()].eq_ignore_ascii_case(name)
 }
 
 fn parse_length(value: &[u8]) -> Option<u64> {
