@@ -5,6 +5,7 @@
 //! port 0 and stop it when they like. Connection limits and timeouts are in [`limits`], the
 //! framing check of request heads in [`framing`].
 
+mod drain;
 mod framing;
 mod limits;
 
@@ -19,7 +20,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -315,7 +315,7 @@ pub async fn serve<H, F>(
 {
     let builder = guard.builder();
     let limits = guard.limits;
-    let graceful = GracefulShutdown::new();
+    let drain = drain::Drain::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -362,7 +362,7 @@ pub async fn serve<H, F>(
                     None => {
                         let io = Guarded::new(stream, limits, activity, accepted_at, false);
                         let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                        let conn = graceful.watch(conn);
+                        let conn = drain.watch(conn);
                         tokio::spawn(async move {
                             if let Err(e) = conn.await {
                                 tracing::debug!(error = %e, %remote, "connection ended with an error");
@@ -375,7 +375,7 @@ pub async fn serve<H, F>(
                         // stall the accept loop; the connection joins graceful shutdown after it.
                         // It counts towards the first request's header_timeout.
                         let builder = builder.clone();
-                        let watcher = graceful.watcher();
+                        let entered = drain.enter();
                         tokio::spawn(async move {
                             let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
                             let stream = match tokio::time::timeout(limits.header_timeout, accept).await {
@@ -392,7 +392,7 @@ pub async fn serve<H, F>(
                             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let io = Guarded::new(stream, limits, activity, accepted_at, h2);
                             let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
+                            if let Err(e) = entered.watch(conn).await {
                                 tracing::debug!(error = %e, %remote, "connection ended with an error");
                             }
                             drop(slot);
@@ -405,7 +405,7 @@ pub async fn serve<H, F>(
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drain.shutdown() => {}
         _ = tokio::time::sleep(grace) => {
             tracing::warn!("shutdown grace period over; closing connections still open");
         }

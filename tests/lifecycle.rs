@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod common;
+mod hardening;
 
 use std::time::{Duration, Instant};
 
@@ -340,4 +341,66 @@ async fn an_idle_gateway_exits_0_on_sigterm_and_sigint() {
             .unwrap_or_else(|| panic!("idle gateway still running 3 s after SIG{signal}"));
         assert!(status.success(), "exit status after SIG{signal}: {status}");
     }
+}
+
+/// A kept-alive connection with nothing in flight is closed as soon as shutdown starts (it
+/// does not hold the process until `idle_timeout`), and one whose request is in flight gets
+/// its response, marked `Connection: close`, before it is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    use std::io::Write;
+    let (mut gw, up) = drain_gateway("10s").await;
+    let addr = gw.addr();
+    let (answer, mut idle) = tokio::task::spawn_blocking(move || {
+        hardening::exchange(addr, b"GET /drain/x HTTP/1.1\r\nHost: x\r\n\r\n")
+    })
+    .await
+    .expect("client thread");
+    assert_eq!(answer.map(|a| a.status), Some(200));
+    let busy = tokio::task::spawn_blocking(move || {
+        let mut s = hardening::connect(addr);
+        s.write_all(b"GET /drain/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let answer = hardening::read_answer(&mut s);
+        (
+            answer,
+            hardening::closed_within(&mut s, Duration::from_secs(5)),
+        )
+    });
+    let arrived = poll(Duration::from_secs(5), || async {
+        up.uris().iter().any(|u| u == "/drain/slow").then_some(())
+    })
+    .await;
+    assert!(
+        arrived.is_some(),
+        "the slow request never reached the upstream"
+    );
+    let start = Instant::now();
+    gw.signal("TERM");
+    let idle_closed = tokio::task::spawn_blocking(move || {
+        hardening::closed_within(&mut idle, Duration::from_secs(5))
+    })
+    .await
+    .expect("client thread");
+    let idle_took = start.elapsed();
+    assert!(idle_closed, "the idle connection stayed open after SIGTERM");
+    assert!(
+        idle_took < Duration::from_millis(1500),
+        "the idle connection was closed only after {idle_took:?}"
+    );
+    let (answer, closed) = busy.await.expect("client thread");
+    let answer = answer.expect("no response to the request in flight");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert!(closed, "the busy connection stayed open after its response");
+    let status = gw
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .expect("tollgate still running after its connections finished");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "exit took {:?} with a 10 s grace: a connection was waited for",
+        start.elapsed()
+    );
 }
