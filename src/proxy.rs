@@ -236,6 +236,9 @@ impl Proxy {
                         target.down_until.store(0, Ordering::Relaxed);
                     }
                     strip_hop_by_hop(resp.headers_mut());
+                    // The route's timeout also bounds each wait for more of the body, so an
+                    // upstream that stalls mid-body cannot hold the client forever.
+                    resp.body_mut().set_read_timeout(fwd.timeout);
                     // The gateway answers in its own version, whatever the upstream spoke
                     // (RFC 9110 §6.2); hyper then writes what the client's connection allows.
                     *resp.version_mut() = Version::HTTP_11;

@@ -12,7 +12,10 @@
 //! - connections idle longer than [`IDLE_TIMEOUT`] (counted in sweeps, so give or take one
 //!   [`SWEEP_EVERY`]: no clock is read per request) are closed; at most
 //!   [`MAX_IDLE_PER_TARGET`] are kept; one whose response said `Connection: close`, was
-//!   HTTP/1.0 without keep-alive or ended with the connection is not kept at all.
+//!   HTTP/1.0 without keep-alive or ended with the connection is not kept at all;
+//! - a response body that stops coming for longer than its read timeout (the route's
+//!   `timeout`, counted between two reads like nginx's `proxy_read_timeout`) fails, so a
+//!   client is never left waiting on an upstream that stalled mid-body.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -28,6 +31,7 @@ use hyper::Request;
 use hyper::Response;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use rustc_hash::FxBuildHasher;
+use tokio::time::Sleep;
 
 use super::h1::{self, Conn, Decoder, Head, Outgoing, RequestHead};
 // The tests' hyper upstreams (they came before this codec, and stay as they were).
@@ -201,6 +205,9 @@ impl Pool {
             failed: false,
             pool: Arc::clone(&self.shared),
             id,
+            read_timeout: None,
+            stall: None,
+            progressed: false,
         };
         // A response without a body (204, 304, HEAD, Content-Length: 0) is complete now.
         if body.decoder.is_done() {
@@ -260,6 +267,13 @@ pub struct PooledBody {
     failed: bool,
     pool: Arc<Shared>,
     id: u64,
+    /// The longest wait for the next piece of the body; `None`: no limit.
+    read_timeout: Option<Duration>,
+    /// The read timeout's timer: made the first time a read has to wait (most bodies come
+    /// whole with their head and never need one), and set again after every piece.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// A piece came since the timer was last set.
+    progressed: bool,
 }
 
 impl std::fmt::Debug for PooledBody {
@@ -283,6 +297,37 @@ impl PooledBody {
         }
         self.outgoing = None;
     }
+
+    /// Fails the body if the upstream has sent nothing more for `timeout` while it is being
+    /// read (time the client's side spends not asking for more does not count).
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = Some(timeout);
+    }
+
+    /// A read has to wait: `Pending`, or the failure once the read timeout has passed.
+    fn poll_stalled(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h1::Error>>> {
+        let Some(limit) = self.read_timeout else {
+            return Poll::Pending;
+        };
+        let timer = match &mut self.stall {
+            Some(timer) if !self.progressed => timer,
+            Some(timer) => {
+                timer.as_mut().reset(tokio::time::Instant::now() + limit);
+                timer
+            }
+            None => self.stall.insert(Box::pin(tokio::time::sleep(limit))),
+        };
+        self.progressed = false;
+        ready!(timer.as_mut().poll(cx));
+        tracing::warn!(timeout = ?limit, "upstream stopped sending the response body; cutting the response off");
+        self.conn = None;
+        self.outgoing = None;
+        self.failed = true;
+        Poll::Ready(Some(Err(h1::Error::Stalled(limit))))
+    }
 }
 
 impl HttpBody for PooledBody {
@@ -297,7 +342,12 @@ impl HttpBody for PooledBody {
         let Some(conn) = this.conn.as_mut() else {
             return Poll::Ready(this.failed.then_some(Err(h1::Error::Failed)));
         };
-        match ready!(conn.poll_response(cx, &mut this.decoder, &mut this.outgoing)) {
+        let Poll::Ready(polled) = conn.poll_response(cx, &mut this.decoder, &mut this.outgoing)
+        else {
+            return this.poll_stalled(cx);
+        };
+        this.progressed = true;
+        match polled {
             Some(Ok(data)) => {
                 if this.decoder.is_done() {
                     this.release();
@@ -329,143 +379,4 @@ impl HttpBody for PooledBody {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use std::sync::atomic::AtomicUsize;
-
-    use super::h1::tests::{get, local};
-
-    /// An upstream that counts the connections it accepted and answers "ok" to each request;
-    /// it closes a connection after `per_conn` requests when that is set.
-    async fn upstream(per_conn: Option<usize>) -> (u16, Arc<AtomicUsize>) {
-        super::h1::tests::upstream(move |stream| async move {
-            let served = Arc::new(AtomicUsize::new(0));
-            let svc = hyper::service::service_fn(move |_req| {
-                let n = served.fetch_add(1, Ordering::SeqCst) + 1;
-                let mut resp = Response::new(http_body_util::Full::new(Bytes::from("ok")));
-                if per_conn == Some(n) {
-                    resp.headers_mut().insert(
-                        "connection",
-                        hyper::header::HeaderValue::from_static("close"),
-                    );
-                }
-                async move { Ok::<_, std::convert::Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        })
-        .await
-    }
-
-    async fn fetch(pool: &Pool, to: &Endpoint<'_>) -> Bytes {
-        let resp = pool.send(to, get(), Reuse::Idle).await.expect("response");
-        resp.into_body().collect().await.expect("body").to_bytes()
-    }
-
-    #[tokio::test]
-    async fn a_connection_is_reused_once_its_body_has_been_read() {
-        let (port, accepted) = upstream(None).await;
-        let pool = Pool::default();
-        let to = local(port);
-        for _ in 0..5 {
-            assert_eq!(fetch(&pool, &to).await, "ok");
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
-        assert_eq!(pool.idle_count(1), 1);
-    }
-
-    #[tokio::test]
-    async fn an_unread_body_keeps_its_connection_from_others_and_drops_it() {
-        let (port, accepted) = upstream(None).await;
-        let pool = Pool::default();
-        let to = local(port);
-        let first = pool.send(&to, get(), Reuse::Idle).await.expect("first");
-        // The first body is not read yet: the second request needs a connection of its own.
-        assert_eq!(fetch(&pool, &to).await, "ok");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        drop(first);
-        assert_eq!(
-            pool.idle_count(1),
-            1,
-            "the abandoned connection is not pooled"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_connection_the_upstream_closed_is_replaced_without_an_error() {
-        let (port, accepted) = upstream(Some(1)).await;
-        let pool = Pool::default();
-        let to = local(port);
-        for _ in 0..4 {
-            assert_eq!(fetch(&pool, &to).await, "ok");
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 4);
-    }
-
-    #[tokio::test]
-    async fn a_kept_alive_connection_closed_under_a_request_is_reported_and_a_resend_skips_idle_ones()
-     {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // Answers the first request on a connection, then closes it when the next arrives.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let _ = stream.read(&mut buf).await;
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
-                    let _ = stream.read(&mut buf).await;
-                });
-            }
-        });
-        let pool = Pool::default();
-        let to = local(port);
-        // Two connections answered once each, both idle now.
-        let (a, b) = tokio::join!(
-            pool.send(&to, get(), Reuse::Idle),
-            pool.send(&to, get(), Reuse::Idle)
-        );
-        for resp in [a, b] {
-            let body = resp.expect("response").into_body().collect().await;
-            assert_eq!(body.expect("body").to_bytes(), "ok");
-        }
-        assert_eq!(pool.idle_count(1), 2);
-        let err = pool
-            .send(&to, get(), Reuse::Idle)
-            .await
-            .expect_err("closed");
-        assert!(matches!(err, SendError::Closed(_)), "{err:?}");
-        // The other idle connection would fail the same way: a resend skips it.
-        let resp = pool.send(&to, get(), Reuse::NewOnly).await.expect("resend");
-        assert_eq!(
-            resp.into_body().collect().await.expect("body").to_bytes(),
-            "ok"
-        );
-        assert_eq!(
-            pool.idle_count(1),
-            2,
-            "the stale one is still idle, the new one joined"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_refused_connection_is_a_connect_error() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        drop(listener);
-        let pool = Pool::default();
-        let to = local(port);
-        let err = pool
-            .send(&to, get(), Reuse::Idle)
-            .await
-            .expect_err("refused");
-        assert!(matches!(err, SendError::Connect(_)), "{err:?}");
-    }
-}
+mod tests;

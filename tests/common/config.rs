@@ -82,6 +82,15 @@ impl Store {
         }
     }
 
+    /// Starts a `redis-server` with `appendfsync always` for this test, to crash it and see
+    /// what an acknowledged write should survive (see [`Redis::start_durable`]).
+    pub async fn redis_durable() -> Store {
+        Store {
+            redis: Some(Redis::start_durable().await),
+            ..Store::memory().with_prefix()
+        }
+    }
+
     /// Starts a six-node Redis Cluster for this test (`mode = "cluster"`, every node a seed).
     pub async fn cluster() -> Store {
         Store {

@@ -11,6 +11,7 @@
 //! - `provider.rs`: an OAuth 2.0 token provider (token, refresh, authorize pages, a protected
 //!   API) for the outbound-credential tests, with switchable failure modes.
 //! - `client.rs`: small HTTP helpers (hyper client, and raw TCP for verbatim request lines).
+//! - `load.rs` / `sick.rs`: request loops that record every answer; misbehaving upstreams.
 //! - `admin.rs`: the admin API with an ops client's `admin` token; `/metrics` parsing.
 //! - `tls.rs`: test certificates (openssl CLI), an HTTPS client reporting ALPN, a TLS upstream.
 //! - `config.rs`: renders a typical `gateway.toml`; credentials and store sections.
@@ -29,11 +30,13 @@ mod client;
 mod config;
 mod gateway;
 mod html;
+mod load;
 mod oauth;
 mod provider;
 mod redis_cluster;
 mod redis_server;
 mod redis_tls;
+mod sick;
 mod tls;
 mod upstream;
 mod webdriver;
@@ -47,6 +50,7 @@ pub use client::{Resp, basic_auth, get, post_form, post_form_from, raw, raw_get,
 pub use config::{Creds, GatewayConfig, Store, TlsCa, argon2_hash, client_toml, toml_list};
 pub use gateway::{Gateway, assert_invalid_token};
 pub use html::{Element, Form, assert_html_page, html_unescape};
+pub use load::{Answered, Load, Pooled, pooled_client, try_send};
 pub use oauth::{
     Agent, CookieJar, Pkce, add_auth_clients, authorize_query, code_params, cookie_attributes,
     exchange_code, fragment_params, location, query_params, set_cookie_line, without_query,
@@ -58,6 +62,7 @@ pub use provider::{
 pub use redis_cluster::{RedisCluster, SlotMove, Topology};
 pub use redis_server::Redis;
 pub use redis_tls::RedisTls;
+pub use sick::{FIRST_BYTES, Reply, Sick, SickUpstream, TlsClient};
 pub use tls::{Leaf, TestCa, TlsExchange, TlsUpstream, client_config, https_request, load_certs};
 pub use upstream::{Recorded, Upstream, dead_port_url};
 pub use webdriver::{Chromedriver, WebDriver};

@@ -1,5 +1,5 @@
 //! A private `redis-server` per test on a free port (never 6379), which a test can stop
-//! and start again on the same port to simulate a store outage.
+//! (or crash) and start again on the same port to simulate a store outage.
 
 use std::fs::File;
 use std::future::Future;
@@ -20,22 +20,37 @@ pub struct Redis {
     port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Started by [`Redis::start_durable`]: every write is in the append-only file, fsynced,
+    /// before Redis acknowledges it.
+    durable: bool,
 }
 
 impl Redis {
     /// Starts `redis-server` on a free port, retrying with another port if it does not come
     /// up. Panics with a pointer to the README if `redis-server` is not installed.
     pub async fn start() -> Redis {
+        Redis::start_with(false).await
+    }
+
+    /// Like [`Redis::start`], with persistence as a production Redis that must not lose an
+    /// acknowledged write has it: `appendonly yes`, `appendfsync always`. With it,
+    /// [`Redis::crash`] then [`Redis::restart`] come back with every write Redis answered.
+    pub async fn start_durable() -> Redis {
+        Redis::start_with(true).await
+    }
+
+    async fn start_with(durable: bool) -> Redis {
         let dir = TempDir::new("redis");
         let mut failures = Vec::new();
         for _ in 0..5 {
             let port = free_port();
-            match spawn(port, &dir).await {
+            match spawn(port, &dir, durable).await {
                 Ok(child) => {
                     return Redis {
                         port,
                         child: Some(child),
                         dir,
+                        durable,
                     };
                 }
                 Err(why) => failures.push(why),
@@ -72,13 +87,25 @@ impl Redis {
         let _ = child.wait();
     }
 
-    /// Starts the server again on the same port (after [`Redis::stop`]).
+    /// SIGKILLs the server with no `SAVE` first: what it had not persisted by itself is
+    /// gone, as in a real crash. Only a [`Redis::start_durable`] server keeps its data
+    /// through this (from its append-only file); a plain one comes back empty.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `Child::kill` is SIGKILL on Unix: no shutdown hook of Redis runs.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (after [`Redis::stop`] or [`Redis::crash`]),
+    /// once it has loaded its data (`PING` answers `PONG`, not `LOADING`).
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "redis is already running");
         let mut failures = Vec::new();
         // The old socket may linger briefly; a few attempts cover that.
         for _ in 0..5 {
-            match spawn(self.port, &self.dir).await {
+            match spawn(self.port, &self.dir, self.durable).await {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -114,8 +141,14 @@ pub(super) fn free_port() -> u16 {
     }
 }
 
-async fn spawn(port: u16, dir: &TempDir) -> Result<Child, String> {
-    let args = ["--port".to_owned(), port.to_string()];
+async fn spawn(port: u16, dir: &TempDir, durable: bool) -> Result<Child, String> {
+    let mut args = vec!["--port".to_owned(), port.to_string()];
+    if durable {
+        // Later arguments override the shared "no persistence" ones of `spawn_server`.
+        for arg in ["--appendonly", "yes", "--appendfsync", "always"] {
+            args.push(arg.to_owned());
+        }
+    }
     spawn_server(dir, &format!("redis-{port}"), &args, move || ping(port)).await
 }
 

@@ -56,6 +56,9 @@ pub enum Error {
     RequestBody(BoxError),
     #[error("response body read again after it failed")]
     Failed,
+    /// Nothing more of the response body came for this long (the route's `timeout`).
+    #[error("upstream sent no more of the response body for {0:?}")]
+    Stalled(std::time::Duration),
 }
 
 /// The request body still being sent, and how it is framed.
