@@ -315,6 +315,7 @@ async fn soak(cfg: Cfg, target: Target) -> Result<Run, String> {
 /// `cargo test --all-targets`: 2 s against the stand-in, which must end with no errors.
 async fn smoke() -> Result<Run, String> {
     hist::self_check();
+    report::self_check();
     let addr = fake::start()
         .await
         .map_err(|e| format!("stand-in server: {e}"))?;

@@ -288,3 +288,56 @@ impl Run {
         )
     }
 }
+
+/// The verdict's arithmetic, checked by the smoke run: RSS growth of exactly the limit
+/// fails, just under passes, and one error fails whatever the memory did.
+pub fn self_check() {
+    let sample = |t: f64, rss_kb: u64, errors: u64| Sample {
+        t,
+        secs: 10.0,
+        sent: 1,
+        errors,
+        lat: Counts::empty(),
+        issued: 0,
+        revoked: 0,
+        lag_max_us: 0,
+        generator_lag_max_us: 0,
+        rss_kb: Some(rss_kb),
+        fds: Some(10),
+        gateway_cpu: None,
+        generator_cpu: None,
+        core_idle: Vec::new(),
+    };
+    let run = |samples| Run {
+        rate: 1.0,
+        seconds: 600.0,
+        connections: 1,
+        issue_rate: 0.0,
+        revoke_rate: 0.0,
+        baseline: 60.0,
+        rss_limit_pct: 10.0,
+        samples,
+        issue_lat: Counts::empty(),
+        lag: Counts::empty(),
+        errors: BTreeMap::new(),
+        connections_opened: 1,
+        core_idle: Vec::new(),
+    };
+    // The 10 s sample (warm-up) is not the baseline; the 60 s one is.
+    let grown = run(vec![
+        sample(10.0, 500, 0),
+        sample(60.0, 1000, 0),
+        sample(600.0, 1100, 0),
+    ]);
+    assert_eq!(grown.rss_growth().map(|g| g.round()), Some(10.0));
+    assert!(!grown.passed(), "10 % growth must fail");
+    let flat = run(vec![
+        sample(10.0, 500, 0),
+        sample(60.0, 1000, 0),
+        sample(600.0, 1099, 0),
+    ]);
+    assert!(flat.passed(), "9.9 % growth passes");
+    let failed = run(vec![sample(60.0, 1000, 0), sample(600.0, 1000, 1)]);
+    assert!(!failed.passed(), "one error fails");
+    assert!(failed.markdown().contains("**Result: FAIL**"));
+}
