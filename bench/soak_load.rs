@@ -12,11 +12,15 @@
 //! the requests that were never sent goes unrecorded ("coordinated omission"). Here request
 //! `i` is due at `start + i / rate`, whatever happened before; request `i` goes on connection
 //! `i mod N` (wrk2's scheme), and its latency is counted from its due time, so a stall shows as
-//! latency on every request it delayed. Tokio's timer ticks in milliseconds, so a connection
+//! latency on every request it delayed (the requests due but not yet sent at each sample are
+//! reported as the backlog). Tokio's timer ticks in milliseconds, so a connection
 //! wakes up to 1 ms before a request is due and sends it then (its latency is then counted
 //! from the send). The generator's own delay (a request sent late although it was due and
 //! its connection free) is reported apart, so a starved load core is not taken for a slow
 //! gateway.
+//!
+//! The load connections speak HTTP/1.1 from prepared bytes (`soak_load/raw.rs`, for CPU:
+//! see there); everything else goes through hyper's client.
 //!
 //! Beside the load, one task issues tokens (`client_credentials`, HTTP Basic) at
 //! `--issue-rate` and checks each on the bearer route (200); another, at `--revoke-rate`,
@@ -40,6 +44,8 @@ mod fake;
 mod hist;
 #[path = "soak_load/procfs.rs"]
 mod procfs;
+#[path = "soak_load/raw.rs"]
+mod raw;
 #[path = "soak_load/report.rs"]
 mod report;
 #[path = "soak_load/tasks.rs"]
@@ -156,7 +162,9 @@ fn parse(args: &[String]) -> Result<(Cfg, Target, Option<String>), String> {
     Ok((cfg, target, markdown))
 }
 
-fn sample(cfg: &Cfg, sh: &Shared, t: f64, secs: f64, cpu: &mut CpuClock) -> Sample {
+/// The interval's figures; `at` is (time since start, interval length, backlog).
+fn sample(cfg: &Cfg, sh: &Shared, at: (f64, f64, u64), cpu: &mut CpuClock) -> Sample {
+    let (t, secs, backlog) = at;
     let (rss_kb, fds) = (procfs::rss_kb(cfg.pid), procfs::fds(cfg.pid));
     if rss_kb.is_none() {
         sh.error(
@@ -176,6 +184,7 @@ fn sample(cfg: &Cfg, sh: &Shared, t: f64, secs: f64, cpu: &mut CpuClock) -> Samp
         revoked: c.revoked.swap(0, Relaxed),
         lag_max_us: c.lag_max_us.swap(0, Relaxed),
         generator_lag_max_us: c.generator_lag_max_us.swap(0, Relaxed),
+        backlog,
         core_idle: cpu.idle(),
         rss_kb,
         fds,
@@ -184,7 +193,8 @@ fn sample(cfg: &Cfg, sh: &Shared, t: f64, secs: f64, cpu: &mut CpuClock) -> Samp
     };
     eprintln!(
         "[soak] {:>5.0} s: {} requests, {} errors, p50 {:.2} ms, p99 {:.2} ms; {} issued, {} revoked; \
-         RSS {} kB, {} fds; CPU gateway {:.0} %, generator {:.0} %, generator lag ≤ {:.1} ms",
+         RSS {} kB, {} fds; CPU gateway {:.0} %, generator {:.0} %, generator lag ≤ {:.1} ms; \
+         {} requests behind the timetable",
         t,
         s.sent,
         s.errors,
@@ -197,6 +207,7 @@ fn sample(cfg: &Cfg, sh: &Shared, t: f64, secs: f64, cpu: &mut CpuClock) -> Samp
         s.gateway_cpu.unwrap_or(0.0),
         s.generator_cpu.unwrap_or(0.0),
         s.generator_lag_max_us as f64 / 1000.0,
+        s.backlog,
     );
     s
 }
@@ -246,13 +257,17 @@ async fn soak(cfg: Cfg, target: Target) -> Result<Run, String> {
     let sh = Arc::new(Shared::default());
     // The tokens the load rotates over, issued and checked before the clock starts.
     let mut setup = Conn::default();
-    let mut tokens = Vec::new();
+    let mut requests = Vec::new();
+    let host = target.host.to_str().unwrap_or_default().to_string();
     for _ in 0..cfg.tokens {
         let token = tasks::issue_checked(&mut setup, &target, &sh).await;
-        tokens.push(token.map_err(|e| format!("setup: {e}"))?);
+        let token = token.map_err(|e| format!("setup: {e}"))?;
+        let token = token.to_str().unwrap_or_default();
+        let token = token.trim_start_matches("Bearer ");
+        requests.push(raw::bearer_request(&target.path, &host, token));
     }
     drop(setup);
-    let tokens = Arc::new(tokens);
+    let requests = Arc::new(requests);
     let _ = sh.issue_lat.take();
     sh.c.issued.store(0, Relaxed);
 
@@ -262,14 +277,21 @@ async fn soak(cfg: Cfg, target: Target) -> Result<Run, String> {
         rate: cfg.rate,
         connections: cfg.connections,
     });
-    let mut running = Vec::new();
+    let mut loads = Vec::new();
     for k in 0..cfg.connections {
-        let task = tasks::load(k, plan.clone(), target.clone(), tokens.clone(), sh.clone());
-        running.push(tokio::spawn(task));
+        let task = tasks::load(
+            k,
+            plan.clone(),
+            target.clone(),
+            requests.clone(),
+            sh.clone(),
+        );
+        loads.push(tokio::spawn(task));
     }
+    let mut sides = Vec::new();
     for (revoking, rate) in [(false, cfg.issue_rate), (true, cfg.revoke_rate)] {
         let task = tasks::side(revoking, rate, plan.clone(), target.clone(), sh.clone());
-        running.push(tokio::spawn(task));
+        sides.push(tokio::spawn(task));
     }
 
     tokio::time::sleep_until(plan.start.into()).await;
@@ -277,24 +299,30 @@ async fn soak(cfg: Cfg, target: Target) -> Result<Run, String> {
     let cores = procfs::cores();
     let intervals = (cfg.seconds / cfg.interval).ceil().max(1.0) as u64;
     let mut samples = Vec::new();
-    let mut conns = Vec::new();
+    let (mut load_conns, mut side_conns) = (Vec::new(), Vec::new());
     let mut last = 0.0;
     for k in 1..=intervals {
         let t = (k as f64 * cfg.interval).min(cfg.seconds);
+        tokio::time::sleep_until((plan.start + Duration::from_secs_f64(t)).into()).await;
+        // Requests due by now that have not been sent: the gateway is not keeping up.
+        let due = ((t * cfg.rate).ceil() as u64).min((cfg.seconds * cfg.rate).ceil() as u64);
+        let backlog = due.saturating_sub(sh.started.load(Relaxed));
         if k == intervals {
             // The last interval ends when every request due before the end has been
             // answered; the connections stay open until it is sampled.
-            for task in running.drain(..) {
-                conns.push(task.await.map_err(|e| format!("a load task failed: {e}"))?);
+            let failed = |e: tokio::task::JoinError| format!("a load task failed: {e}");
+            for task in loads.drain(..) {
+                load_conns.push(task.await.map_err(failed)?);
             }
-        } else {
-            tokio::time::sleep_until((plan.start + Duration::from_secs_f64(t)).into()).await;
+            for task in sides.drain(..) {
+                side_conns.push(task.await.map_err(failed)?);
+            }
         }
-        samples.push(sample(&cfg, &sh, t, t - last, &mut cpu));
+        samples.push(sample(&cfg, &sh, (t, t - last, backlog), &mut cpu));
         last = t;
     }
     let core_idle = procfs::idle_pct(&cores, &procfs::cores());
-    drop(conns);
+    drop((load_conns, side_conns));
     Ok(Run {
         rate: cfg.rate,
         seconds: cfg.seconds,
@@ -315,6 +343,7 @@ async fn soak(cfg: Cfg, target: Target) -> Result<Run, String> {
 /// `cargo test --all-targets`: 2 s against the stand-in, which must end with no errors.
 async fn smoke() -> Result<Run, String> {
     hist::self_check();
+    raw::self_check();
     report::self_check();
     let addr = fake::start()
         .await

@@ -25,6 +25,9 @@ pub struct Sample {
     /// had come and whose connection was free. Near the latency: the load core, not the
     /// gateway, was short of CPU.
     pub generator_lag_max_us: u64,
+    /// Requests due by the end of the interval and not yet sent: more than a second's worth
+    /// means the offered rate was not held, and latency measures a queue.
+    pub backlog: u64,
     /// `VmRSS` (kB) and open file descriptors of the gateway, `None` if unreadable.
     pub rss_kb: Option<u64>,
     pub fds: Option<u64>,
@@ -110,6 +113,17 @@ impl Run {
         self.total_errors() == 0 && rss_ok
     }
 
+    /// Most requests behind the timetable at any sample, in seconds of load.
+    pub fn worst_backlog_secs(&self) -> f64 {
+        let worst = self.samples.iter().map(|s| s.backlog).max().unwrap_or(0);
+        worst as f64 / self.rate.max(1e-9)
+    }
+
+    /// The offered rate held: never a second's worth of requests behind.
+    pub fn held(&self) -> bool {
+        self.worst_backlog_secs() <= 1.0
+    }
+
     pub fn markdown(&self) -> String {
         let mut o = String::new();
         let _ = self.write(&mut o);
@@ -119,11 +133,11 @@ impl Run {
     fn write(&self, o: &mut String) -> std::fmt::Result {
         writeln!(
             o,
-            "| t | requests | req/s | errors | p50 | p99 | max | generator lag | issued / revoked | slowest 401 | RSS | fds | CPU gateway / generator | idle per core |"
+            "| t | requests | req/s | errors | p50 | p99 | max | behind | generator lag | issued / revoked | slowest 401 | RSS | fds | CPU gateway / generator | idle per core |"
         )?;
         writeln!(
             o,
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         )?;
         let mut total = Counts::empty();
         for s in &self.samples {
@@ -135,7 +149,7 @@ impl Run {
             };
             writeln!(
                 o,
-                "| {:.0} s | {} | {:.0} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} / {} | {} |",
+                "| {:.0} s | {} | {:.0} | {} | {} | {} | {} | {:.2} s | {} | {} / {} | {} | {} | {} | {} / {} | {} |",
                 s.t,
                 s.sent,
                 s.sent as f64 / s.secs.max(1e-9),
@@ -143,6 +157,7 @@ impl Run {
                 ms(s.lat.percentile(50.0)),
                 ms(s.lat.percentile(99.0)),
                 ms((s.lat.count() > 0).then(|| s.lat.max())),
+                s.backlog as f64 / self.rate.max(1e-9),
                 ms(Some(s.generator_lag_max_us)),
                 s.issued,
                 s.revoked,
@@ -280,11 +295,27 @@ impl Run {
             ms(self.lag.percentile(99.0)),
             ms((self.lag.count() > 0).then(|| self.lag.max())),
         )?;
+        if !self.held() {
+            writeln!(
+                o,
+                "- **The offered rate was not held**: up to {:.1} s of requests were waiting to be \
+                 sent (\"behind\"), so the latency above is mostly that queue's. Tollgate (or the \
+                 origin, or the load core: see the CPU and idle columns) did less than {:.0} req/s \
+                 for a while; on a shared machine, rerun when it is quiet or with a lower `SOAK_LOAD`.",
+                self.worst_backlog_secs(),
+                self.rate,
+            )?;
+        }
         writeln!(o)?;
         writeln!(
             o,
-            "**Result: {}**",
-            if self.passed() { "PASS" } else { "FAIL" }
+            "**Result: {}**{}",
+            if self.passed() { "PASS" } else { "FAIL" },
+            if self.held() {
+                ""
+            } else {
+                " (errors and RSS; the offered rate was not held)"
+            }
         )
     }
 }
@@ -302,6 +333,7 @@ pub fn self_check() {
         revoked: 0,
         lag_max_us: 0,
         generator_lag_max_us: 0,
+        backlog: 0,
         rss_kb: Some(rss_kb),
         fds: Some(10),
         gateway_cpu: None,

@@ -11,6 +11,7 @@ use hyper::header::HeaderValue;
 
 use super::client::{Conn, Target, bearer_value};
 use super::hist::Hist;
+use super::raw::RawConn;
 
 /// A connection wakes this long before a request is due (tokio's timer granularity).
 const EARLY: Duration = Duration::from_millis(1);
@@ -58,6 +59,8 @@ pub struct Shared {
     pub lag: Hist,
     /// Connections the load opened, whole run.
     pub opened: AtomicU64,
+    /// Load requests sent so far, whole run (the timetable minus this is the backlog).
+    pub started: AtomicU64,
     /// Failures by kind, whole run.
     pub kinds: Mutex<BTreeMap<String, u64>>,
 }
@@ -79,19 +82,20 @@ pub fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// One load connection: requests `k`, `k + N`, `k + 2N`, … of the timetable. Returns the
-/// connection still open, so the last sample sees the gateway as it was under load.
+/// One load connection: requests `k`, `k + N`, `k + 2N`, … of the timetable, each one of
+/// `requests` (prepared per token) in turn. Returns the connection still open, so the last
+/// sample sees the gateway as it was under load.
 pub async fn load(
     k: usize,
     plan: Arc<Plan>,
     target: Arc<Target>,
-    tokens: Arc<Vec<HeaderValue>>,
+    requests: Arc<Vec<Vec<u8>>>,
     sh: Arc<Shared>,
-) -> Conn {
+) -> RawConn {
     let n = plan.connections as u64;
     let end = plan.end();
     let ns_per_request = 1e9 / plan.rate;
-    let mut conn = Conn::default();
+    let mut conn = RawConn::default();
     let mut i = k as u64;
     // When the connection last became free: a request due earlier waits for it (that wait is
     // the gateway's, and counts in the latency), not for the generator.
@@ -101,7 +105,7 @@ pub async fn load(
         if due >= end {
             break;
         }
-        let token = &tokens[(i / n) as usize % tokens.len()];
+        let request = &requests[(i / n) as usize % requests.len()];
         i += n;
         let wake = due.checked_sub(EARLY).unwrap_or(due);
         if wake > Instant::now() {
@@ -110,13 +114,14 @@ pub async fn load(
         let sent = Instant::now();
         let lag = sent.saturating_duration_since(due.max(free));
         sh.c.generator_lag_max_us.fetch_max(us(lag), Relaxed);
-        let result = conn.send(&target, target.bearer(token)).await;
+        sh.started.fetch_add(1, Relaxed);
+        let result = conn.get(target.addr, request, target.timeout).await;
         free = Instant::now();
         sh.lat.record(free - sent.min(due));
         sh.c.sent.fetch_add(1, Relaxed);
         match result {
-            Ok((StatusCode::OK, _)) => {}
-            Ok((status, _)) => sh.error("bearer route", format!("status {status}")),
+            Ok(200) => {}
+            Ok(status) => sh.error("bearer route", format!("status {status}")),
             Err(e) => sh.error("bearer route", e),
         }
     }
