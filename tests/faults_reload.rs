@@ -14,7 +14,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Fixture, Load, Store, basic_auth, metrics, poll, pooled_client, try_send};
+use common::{Fixture, Load, Store, basic_auth, metrics, poll, pooled_client, try_issue, try_send};
 
 const HANGUPS: usize = 50;
 /// The file is rewritten before every this-many SIGHUPs.
@@ -78,14 +78,7 @@ async fn reload_storm_under_load(store: Store) {
     let (url, basic) = (fx.token_url(), basic_auth("photoprint", &fx.creds.secret));
     load.spawn("issue", 1, move |_| {
         let (client, url, basic) = (pooled.clone(), url.clone(), basic.clone());
-        async move {
-            let headers = [
-                ("authorization", basic.as_str()),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ];
-            let body = "grant_type=client_credentials&scope=reports";
-            try_send(&client, "POST", &url, &headers, body, REQUEST_WITHIN).await
-        }
+        async move { try_issue(&client, &url, &basic, REQUEST_WITHIN).await }
     });
     let labels = ["abc", "public", "abc-new-conn", "issue"];
     assert!(

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::{
     Answered, Fixture, Load, Resp, Store, access_token, assert_invalid_token, basic_auth, poll,
-    pooled_client, post_form, random_token, refresh_token, try_send,
+    pooled_client, post_form, random_token, refresh_token, try_issue, try_send,
 };
 
 /// Deadline of each request of the load (a hung request is a failure, not a wait).
@@ -191,14 +191,7 @@ async fn redis_crash_under_load_loses_nothing_acknowledged_and_recovers_by_itsel
         let basic = basic_auth("photoprint", &fx.creds.secret);
         move |_| {
             let (client, url, basic) = (client.clone(), url.clone(), basic.clone());
-            async move {
-                let headers = [
-                    ("authorization", basic.as_str()),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                ];
-                let body = "grant_type=client_credentials&scope=reports";
-                try_send(&client, "POST", &url, &headers, body, REQUEST_WITHIN).await
-            }
+            async move { try_issue(&client, &url, &basic, REQUEST_WITHIN).await }
         }
     });
     let labels = ["cached", "unknown", "issue"];

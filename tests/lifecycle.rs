@@ -260,6 +260,12 @@ async fn drain_gateway(grace: &str) -> (Gateway, Upstream) {
 async fn request_in_flight(gw: &Gateway, up: &Upstream) -> tokio::task::JoinHandle<common::Resp> {
     let url = format!("{}/drain/slow", gw.base_url());
     let request = tokio::spawn(async move { get(&url, &[]).await });
+    slow_request_arrived(up).await;
+    request
+}
+
+/// Waits until the upstream has received `/drain/slow`.
+async fn slow_request_arrived(up: &Upstream) {
     let arrived = poll(Duration::from_secs(5), || async {
         up.uris().iter().any(|u| u == "/drain/slow").then_some(())
     })
@@ -268,7 +274,6 @@ async fn request_in_flight(gw: &Gateway, up: &Upstream) -> tokio::task::JoinHand
         arrived.is_some(),
         "the slow request never reached the upstream"
     );
-    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,14 +372,7 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
             hardening::closed_within(&mut s, Duration::from_secs(5)),
         )
     });
-    let arrived = poll(Duration::from_secs(5), || async {
-        up.uris().iter().any(|u| u == "/drain/slow").then_some(())
-    })
-    .await;
-    assert!(
-        arrived.is_some(),
-        "the slow request never reached the upstream"
-    );
+    slow_request_arrived(&up).await;
     let start = Instant::now();
     gw.signal("TERM");
     let idle_closed = tokio::task::spawn_blocking(move || {

@@ -1,5 +1,6 @@
 //! End-to-end: the token and revocation endpoints (SPEC §5) through the real binary, on
-//! both store backends where the store is involved.
+//! both store backends where the store is involved. Their error answers are in
+//! `tests/token_errors.rs`.
 
 #[macro_use]
 mod common;
@@ -7,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Fixture, Resp, Store, access_token, assert_error, assert_invalid_token, assert_token_shape,
-    client_toml, parse_challenge, parse_rfc3339_utc, post_form, random_token, refresh_token,
-    scope_set, time_until_status, unix_now,
+    Fixture, Store, access_token, assert_error, assert_invalid_token, assert_oauth_error,
+    assert_token_response, client_toml, post_form, random_token, refresh, refresh_token, scope_set,
+    time_until_status,
 };
 use serde_json::Value;
 
@@ -20,100 +21,9 @@ both_backends!(
     refresh_rotates_and_reuse_revokes_the_grant,
     refresh_count_caps_refreshes,
     never_expiring_token,
-    client_authentication_errors,
-    grant_errors,
-    request_errors,
     revocation,
     logs_never_contain_credentials,
 );
-
-/// Asserts what every token-endpoint answer carries: `Cache-Control: no-store` and JSON.
-fn assert_token_endpoint_headers(resp: &Resp) {
-    let cache_control = resp
-        .header("cache-control")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    assert!(
-        cache_control.contains("no-store"),
-        "Cache-Control in {resp}"
-    );
-    let content_type = resp.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "Content-Type in {resp}"
-    );
-}
-
-/// Asserts an RFC 6749 §5.2 error from the token endpoint.
-fn assert_oauth_error(resp: &Resp, status: u16, error: &str) {
-    assert_error(resp, status, error);
-    assert_token_endpoint_headers(resp);
-}
-
-/// Checks a successful token response against SPEC §5 and returns it as JSON:
-/// `token_type` Bearer, tokens of 256 bits in base64url, `issued_at`/`expires_at`/
-/// `refresh_token_expires_at` as RFC 3339 UTC consistent with `expires_in` and the
-/// configured lifetimes (10 min access, 30 days refresh, unless `access_ttl` says otherwise).
-fn assert_token_response(resp: &Resp, access_ttl: Option<i64>) -> Value {
-    assert_eq!(resp.status, 200, "{resp}");
-    assert_token_endpoint_headers(resp);
-    let body = resp.json();
-    assert_eq!(body["token_type"], "Bearer", "{body}");
-    assert_token_shape(&access_token(&body));
-    let issued_at = parse_rfc3339_utc(body["issued_at"].as_str().unwrap_or_default())
-        .unwrap_or_else(|| panic!("issued_at is not RFC 3339 UTC: {body}"));
-    assert!(
-        (issued_at - unix_now()).abs() <= 60,
-        "issued_at far from now: {body}"
-    );
-    match access_ttl {
-        Some(ttl) => {
-            let expires_in = body["expires_in"]
-                .as_i64()
-                .unwrap_or_else(|| panic!("expires_in: {body}"));
-            assert!(
-                (ttl - 1..=ttl).contains(&expires_in),
-                "expires_in {expires_in}, want {ttl}"
-            );
-            let expires_at = parse_rfc3339_utc(body["expires_at"].as_str().unwrap_or_default())
-                .unwrap_or_else(|| panic!("expires_at is not RFC 3339 UTC: {body}"));
-            assert!(
-                (expires_at - issued_at - ttl).abs() <= 1,
-                "expires_at - issued_at: {body}"
-            );
-        }
-        None => {
-            assert!(
-                body.get("expires_in").is_none(),
-                "never-expiring token has expires_in: {body}"
-            );
-            assert!(
-                body.get("expires_at").is_none(),
-                "never-expiring token has expires_at: {body}"
-            );
-        }
-    }
-    if let Some(refresh) = body.get("refresh_token") {
-        let refresh = refresh
-            .as_str()
-            .unwrap_or_else(|| panic!("refresh_token: {body}"));
-        assert_token_shape(refresh);
-        assert_ne!(refresh, access_token(&body));
-        let refresh_expires = parse_rfc3339_utc(
-            body["refresh_token_expires_at"]
-                .as_str()
-                .unwrap_or_default(),
-        )
-        .unwrap_or_else(|| panic!("refresh_token_expires_at is not RFC 3339 UTC: {body}"));
-        assert!(
-            (refresh_expires - issued_at - 30 * 86_400).abs() <= 1,
-            "refresh lifetime: {body}"
-        );
-    } else {
-        assert!(body.get("refresh_token_expires_at").is_none(), "{body}");
-    }
-    body
-}
 
 const TEN_MINUTES: Option<i64> = Some(600);
 
@@ -222,14 +132,6 @@ async fn password_grant_forwards_the_user(store: Store) {
     let seen = fx.up.only_request();
     assert_eq!(seen.header("x-auth-subject"), Some("alice"));
     assert_eq!(seen.header("x-auth-client-id"), Some("photoprint"));
-}
-
-async fn refresh(fx: &Fixture, client_id: &str, refresh: &str) -> Resp {
-    fx.token_request(
-        client_id,
-        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-    )
-    .await
 }
 
 /// Each refresh returns a new access and refresh token and retires the old refresh
@@ -354,164 +256,6 @@ async fn never_expiring_token(store: Store) {
         fx.get("/abc/x", Some(&access_token(&body))).await.status,
         200
     );
-}
-
-/// Failed client authentication is 401 `invalid_client`, with `WWW-Authenticate: Basic`
-/// when the client used HTTP Basic.
-async fn client_authentication_errors(store: Store) {
-    let fx = Fixture::start(store).await;
-    let grant = [("grant_type", "client_credentials")];
-    let url = fx.token_url();
-
-    for (id, secret) in [
-        ("photoprint", "wrong-secret"),
-        ("nosuchclient", fx.creds.secret.as_str()),
-    ] {
-        let resp = post_form(&url, &grant, Some((id, secret))).await;
-        assert_oauth_error(&resp, 401, "invalid_client");
-        let challenge = resp
-            .header("www-authenticate")
-            .unwrap_or_else(|| panic!("{resp}"));
-        let (scheme, _) = parse_challenge(challenge);
-        assert!(scheme.eq_ignore_ascii_case("basic"), "{challenge}");
-    }
-
-    let body_auth = [
-        ("grant_type", "client_credentials"),
-        ("client_id", "photoprint"),
-        ("client_secret", "wrong-secret"),
-    ];
-    assert_oauth_error(
-        &post_form(&url, &body_auth, None).await,
-        401,
-        "invalid_client",
-    );
-    // No client authentication at all (and no default_client configured).
-    assert_oauth_error(&post_form(&url, &grant, None).await, 401, "invalid_client");
-}
-
-/// Bad resource-owner credentials or refresh tokens are 400 `invalid_grant`.
-async fn grant_errors(store: Store) {
-    let fx = Fixture::start(store).await;
-    let wrong = password_attempt(&fx, "alice", "wrong").await;
-    assert_oauth_error(&wrong, 400, "invalid_grant");
-    let unknown = password_attempt(&fx, "mallory", &fx.creds.password).await;
-    assert_oauth_error(&unknown, 400, "invalid_grant");
-    assert_oauth_error(
-        &refresh(&fx, "photoprint", &random_token()).await,
-        400,
-        "invalid_grant",
-    );
-    let access = fx.client_token(Some("reports")).await;
-    assert_oauth_error(
-        &refresh(&fx, "photoprint", &access).await,
-        400,
-        "invalid_grant",
-    );
-}
-
-async fn password_attempt(fx: &Fixture, username: &str, password: &str) -> Resp {
-    let params = [
-        ("grant_type", "password"),
-        ("username", username),
-        ("password", password),
-        ("scope", "reports"),
-    ];
-    fx.token_request("photoprint", &params).await
-}
-
-/// The remaining RFC 6749 §5.2 errors: `invalid_request` (missing or repeated parameter),
-/// `unsupported_grant_type`, `unauthorized_client`, `invalid_scope`.
-async fn request_errors(store: Store) {
-    let fx = Fixture::start_with(store, |c| {
-        c.add_client("limited", &["client_credentials"], &["reports"], "");
-    })
-    .await;
-    let pw = fx.creds.password.as_str();
-    // (client, case, parameters, expected error)
-    let cases = [
-        (
-            "photoprint",
-            "missing grant_type",
-            vec![("scope", "reports")],
-            "invalid_request",
-        ),
-        (
-            "photoprint",
-            "repeated grant_type",
-            vec![
-                ("grant_type", "client_credentials"),
-                ("grant_type", "client_credentials"),
-            ],
-            "invalid_request",
-        ),
-        (
-            "photoprint",
-            "repeated scope",
-            vec![
-                ("grant_type", "client_credentials"),
-                ("scope", "reports"),
-                ("scope", "secret"),
-            ],
-            "invalid_request",
-        ),
-        (
-            "photoprint",
-            "password grant without password",
-            vec![("grant_type", "password"), ("username", "alice")],
-            "invalid_request",
-        ),
-        (
-            "photoprint",
-            "unknown grant",
-            vec![("grant_type", "magic")],
-            "unsupported_grant_type",
-        ),
-        (
-            "limited",
-            "grant not allowed for the client",
-            vec![
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", pw),
-            ],
-            "unauthorized_client",
-        ),
-        (
-            "photoprint",
-            "undeclared scope",
-            vec![
-                ("grant_type", "client_credentials"),
-                ("scope", "nonexistent"),
-            ],
-            "invalid_scope",
-        ),
-        (
-            "limited",
-            "scope the client may not have",
-            vec![
-                ("grant_type", "client_credentials"),
-                ("scope", "reports secret"),
-            ],
-            "invalid_scope",
-        ),
-        (
-            "photoprint",
-            "scope the user may not grant",
-            vec![
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", pw),
-                ("scope", "publish"),
-            ],
-            "invalid_scope",
-        ),
-    ];
-    for (client, case, params, error) in &cases {
-        let resp = fx.token_request(client, params).await;
-        assert_eq!(resp.status, 400, "{case}: {resp}");
-        assert_oauth_error(&resp, 400, error);
-    }
 }
 
 /// RFC 7009 revocation: an access token stops working; revoking a refresh token also

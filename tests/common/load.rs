@@ -66,6 +66,22 @@ pub async fn try_send(
         .unwrap_or_else(|_| Err(format!("no whole answer within {within:?}")))
 }
 
+/// A `client_credentials` token request for the `reports` scope with HTTP Basic `basic`
+/// (an `Authorization` value), bounded by `within`.
+pub async fn try_issue(
+    client: &Pooled,
+    token_url: &str,
+    basic: &str,
+    within: Duration,
+) -> Result<Resp, String> {
+    let headers = [
+        ("authorization", basic),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let body = "grant_type=client_credentials&scope=reports";
+    try_send(client, "POST", token_url, &headers, body, within).await
+}
+
 /// One answer of a load.
 #[derive(Debug)]
 pub struct Answered {

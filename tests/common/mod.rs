@@ -38,6 +38,7 @@ mod redis_server;
 mod redis_tls;
 mod sick;
 mod tls;
+mod token;
 mod upstream;
 mod webdriver;
 
@@ -50,7 +51,7 @@ pub use client::{Resp, basic_auth, get, post_form, post_form_from, raw, raw_get,
 pub use config::{Creds, GatewayConfig, Store, TlsCa, argon2_hash, client_toml, toml_list};
 pub use gateway::{Gateway, assert_invalid_token};
 pub use html::{Element, Form, assert_html_page, html_unescape};
-pub use load::{Answered, Load, Pooled, pooled_client, try_send};
+pub use load::{Answered, Load, Pooled, pooled_client, try_issue, try_send};
 pub use oauth::{
     Agent, CookieJar, Pkce, add_auth_clients, authorize_query, code_params, cookie_attributes,
     exchange_code, fragment_params, location, query_params, set_cookie_line, without_query,
@@ -64,6 +65,10 @@ pub use redis_server::Redis;
 pub use redis_tls::RedisTls;
 pub use sick::{FIRST_BYTES, Reply, Sick, SickUpstream, TlsClient};
 pub use tls::{Leaf, TestCa, TlsExchange, TlsUpstream, client_config, https_request, load_certs};
+pub use token::{
+    assert_oauth_error, assert_token_endpoint_headers, assert_token_response, password_attempt,
+    refresh,
+};
 pub use upstream::{Recorded, Upstream, dead_port_url};
 pub use webdriver::{Chromedriver, WebDriver};
 

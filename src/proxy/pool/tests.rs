@@ -163,15 +163,21 @@ async fn trickling(gap: Duration, stall_after: Option<usize>) -> u16 {
     port
 }
 
-#[tokio::test]
-async fn a_body_that_stops_coming_fails_after_the_read_timeout() {
-    let port = trickling(Duration::ZERO, Some(1)).await;
+/// `GET` on a new pool, the response's body read with a 200 ms read timeout.
+async fn get_with_read_timeout(port: u16) -> (Pool, Response<PooledBody>) {
     let pool = Pool::default();
     let mut resp = pool
         .send(&local(port), get(), Reuse::Idle)
         .await
         .expect("head");
     resp.body_mut().set_read_timeout(Duration::from_millis(200));
+    (pool, resp)
+}
+
+#[tokio::test]
+async fn a_body_that_stops_coming_fails_after_the_read_timeout() {
+    let port = trickling(Duration::ZERO, Some(1)).await;
+    let (pool, resp) = get_with_read_timeout(port).await;
     let started = std::time::Instant::now();
     let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
         .await
@@ -190,12 +196,7 @@ async fn a_body_that_stops_coming_fails_after_the_read_timeout() {
 async fn the_read_timeout_counts_between_reads_not_in_total() {
     // 3 pieces 150 ms apart: 300 ms in all, past the 200 ms timeout, never 200 ms idle.
     let port = trickling(Duration::from_millis(150), None).await;
-    let pool = Pool::default();
-    let mut resp = pool
-        .send(&local(port), get(), Reuse::Idle)
-        .await
-        .expect("head");
-    resp.body_mut().set_read_timeout(Duration::from_millis(200));
+    let (_pool, resp) = get_with_read_timeout(port).await;
     let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
         .await
         .expect("body within 5 s");
