@@ -193,3 +193,82 @@ async fn sick_upstreams_fail_fast_and_cleanly_beside_healthy_traffic() {
         samples.len()
     );
 }
+
+/// An upstream may answer before it has read the whole request body. While the client's
+/// upload is still going out, the route's read timeout does not run on the response body
+/// (nginx starts `proxy_read_timeout` once the request is sent): a slow upload whose pieces
+/// come well within the timeout, but which takes longer than it in all, gets its response
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_is_not_cut_while_the_request_body_is_still_coming() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    let serve = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut answered = false;
+        // The head is answered at once; "ok" follows once all 30 body bytes are in.
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            if !answered {
+                answered = true;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+                    .await;
+            }
+            if seen.len() - (end + 4) >= 30 {
+                let _ = stream.write_all(b"ok").await;
+                std::future::pending::<()>().await;
+            }
+        }
+    });
+    let fx = Fixture::start_with(Store::memory(), |config| {
+        config.extra.push_str(&format!(
+            "\n[[routes]]\nname = \"early\"\npath = \"/early/*\"\nupstreams = [\"http://{upstream}\"]\n\
+             auth = \"none\"\ntimeout = \"300ms\"\n"
+        ));
+    })
+    .await;
+    let addr = fx.gw.addr();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"POST /early/x HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n")
+            .expect("write");
+        // 30 bytes in three pieces 250 ms apart: 750 ms in all, past the 300 ms timeout.
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(250));
+            s.write_all(b"0123456789").expect("write body");
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"\r\n\r\nok") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await
+    .expect("client thread");
+    serve.abort();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answer.ends_with("\r\n\r\nok"),
+        "the response was cut while the request body was still coming: {answer:?}"
+    );
+}

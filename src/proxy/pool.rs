@@ -344,6 +344,12 @@ impl HttpBody for PooledBody {
         };
         let Poll::Ready(polled) = conn.poll_response(cx, &mut this.decoder, &mut this.outgoing)
         else {
+            if this.outgoing.is_some() {
+                // The request body is still going out (an upstream may answer before it has
+                // read it all): like nginx, the read timeout starts once the request is sent.
+                this.progressed = true;
+                return Poll::Pending;
+            }
             return this.poll_stalled(cx);
         };
         this.progressed = true;

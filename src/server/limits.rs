@@ -189,6 +189,13 @@ impl<S> Guarded<S> {
         loop {
             ready!(self.timer.as_mut().poll(cx));
             self.observe();
+            if self.phase == Phase::Idle && !self.activity.busy() {
+                // A request that began and ended between two reads left no Busy phase to
+                // see; its stamp still moves the idle deadline.
+                self.deadline = self
+                    .deadline
+                    .max(self.activity.ended() + self.limits.idle_timeout);
+            }
             let now = Instant::now();
             let mut next = now + step(&self.limits);
             if self.phase != Phase::Busy {
