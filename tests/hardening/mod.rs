@@ -37,10 +37,12 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Reads one response (Content-Length, chunked, or to the end of the connection).
+/// Reads one response (Content-Length, chunked, or to the end of the connection). The head
+/// is read a byte at a time and a `Content-Length` body to its length, so a pipelined
+/// response that follows stays unread for the next call.
 pub fn read_answer(s: &mut TcpStream) -> Option<Answer> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
+    let mut chunk = [0u8; 1];
     loop {
         if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..at]).into_owned();
@@ -84,7 +86,8 @@ fn read_body(
         if chunked && have.ends_with(b"0\r\n\r\n") {
             return dechunk(&have);
         }
-        match s.read(&mut chunk) {
+        let want = length.map_or(chunk.len(), |n| (n - have.len()).min(chunk.len()));
+        match s.read(&mut chunk[..want]) {
             Ok(0) | Err(_) => return have,
             Ok(n) => have.extend_from_slice(&chunk[..n]),
         }
