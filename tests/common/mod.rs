@@ -64,7 +64,9 @@ pub use redis_cluster::{RedisCluster, SlotMove, Topology};
 pub use redis_server::Redis;
 pub use redis_tls::RedisTls;
 pub use sick::{FIRST_BYTES, Reply, Sick, SickUpstream, TlsClient};
-pub use tls::{Leaf, TestCa, TlsExchange, TlsUpstream, client_config, https_request, load_certs};
+pub use tls::{
+    Leaf, TestCa, TlsExchange, TlsUpstream, client_config, connect_tls, https_request, load_certs,
+};
 pub use token::{
     assert_oauth_error, assert_token_endpoint_headers, assert_token_response, password_attempt,
     refresh,

@@ -12,11 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
-use super::{Resp, client_config};
+use super::{Resp, client_config, connect_tls};
 
 /// How a [`SickUpstream`] treats every request, once it has read the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,13 +267,5 @@ async fn tls(
     connector: &TlsConnector,
     addr: std::net::SocketAddr,
 ) -> Result<TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>, String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let name = ServerName::try_from("localhost").expect("server name");
-    let stream = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    Ok(TokioIo::new(stream))
+    connect_tls(connector, addr).await.map(TokioIo::new)
 }

@@ -207,6 +207,21 @@ pub struct TlsExchange {
     pub resp: Resp,
 }
 
+/// A TLS connection to `addr` with SNI `localhost` (the name on the tests' certificates).
+pub async fn connect_tls(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = ServerName::try_from("localhost").expect("server name");
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {addr}: {e}"))
+}
+
 /// `method path` over TLS to `addr` (SNI `localhost`), trusting `roots` and offering `alpn`,
 /// with `body`. Speaks HTTP/2 when the server picked `h2`, HTTP/1.1 otherwise. `Err` when
 /// the connection or handshake fails (the text says why).
@@ -222,14 +237,7 @@ pub async fn https_request(
     let body: Bytes = body.into();
     let connector = TlsConnector::from(Arc::new(client_config(roots, alpn)));
     let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let name = ServerName::try_from("localhost").expect("server name");
-        let tls = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+        let tls = connect_tls(&connector, addr).await?;
         let (_, session) = tls.get_ref();
         let alpn = session
             .alpn_protocol()
