@@ -8,16 +8,16 @@ use base64::Engine;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{AdminError, AdminResult};
+use super::{AdminError, AdminResult, Reply};
 use crate::config::values::{format_duration, parse_lifetime};
 use crate::config::{
-    Client, ClientType, Grant, RefreshCount, check_redirect_uri, is_builtin_scope, is_client_id,
+    Client, ClientType, Grant, RefreshCount, TokenResponse, check_logo_uri, check_redirect_uri,
+    is_builtin_scope, is_client_id,
 };
-use crate::error::json as json_response;
 use crate::gateway::Gateway;
 
 /// The fields of a client in the API, in display order (`source` is added on output).
-pub const CLIENT_FIELDS: [&str; 10] = [
+pub const CLIENT_FIELDS: [&str; 13] = [
     "client_id",
     "name",
     "version",
@@ -28,6 +28,9 @@ pub const CLIENT_FIELDS: [&str; 10] = [
     "scopes",
     "access_token_ttl",
     "refresh_count",
+    "enabled",
+    "logo_uri",
+    "token_response",
 ];
 
 /// The API's view of a client (never its secret).
@@ -46,6 +49,9 @@ pub fn view(c: &Client, source: &str) -> Value {
             RefreshCount::Unlimited => json!("unlimited"),
             RefreshCount::Limited(n) => json!(n),
         },
+        "enabled": c.enabled,
+        "logo_uri": c.logo_uri,
+        "token_response": c.token_response.as_str(),
         "source": source,
     })
 }
@@ -75,19 +81,16 @@ pub async fn list(gateway: &Gateway) -> AdminResult {
         .iter()
         .map(|(c, s)| view(c, s))
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "clients": clients }),
-    ))
+    Ok(Reply::ok(json!({ "clients": clients })))
 }
 
 pub async fn show(gateway: &Gateway, id: &str) -> AdminResult {
     let rt = gateway.runtime();
     if let Some(c) = rt.config.client(id) {
-        return Ok(json_response(StatusCode::OK, &view(c, "file")));
+        return Ok(Reply::ok(view(c, "file")));
     }
     match gateway.store().get_client(id).await? {
-        Some(c) => Ok(json_response(StatusCode::OK, &view(&c, "store"))),
+        Some(c) => Ok(Reply::ok(view(&c, "store"))),
         None => Err(AdminError::not_found(format!("no client {id:?}"))),
     }
 }
@@ -106,6 +109,9 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         scopes: rt.config.scopes.iter().map(|s| s.name.clone()).collect(),
         access_token_ttl: rt.config.oauth.access_token_ttl,
         refresh_count: RefreshCount::Unlimited,
+        enabled: true,
+        logo_uri: None,
+        token_response: TokenResponse::Standard,
     };
     let grants_given = body.contains_key("grants");
     apply(&mut client, &body, &rt.config)?;
@@ -145,10 +151,7 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         map.insert("client_secret".into(), secret.into());
     }
     // The only time the secret is shown: no cache or proxy on the way may keep it.
-    Ok(crate::error::no_store(json_response(
-        StatusCode::CREATED,
-        &out,
-    )))
+    Ok(Reply::once(StatusCode::CREATED, out))
 }
 
 pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> AdminResult {
@@ -185,7 +188,7 @@ pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> Ad
     check(&client)?;
     ensure_unique(gateway, &client, Some(id)).await?;
     gateway.store().put_client(&client).await?;
-    Ok(json_response(StatusCode::OK, &view(&client, "store")))
+    Ok(Reply::ok(view(&client, "store")))
 }
 
 pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
@@ -199,7 +202,7 @@ pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
     }
     let revoked = gateway.store().revoke_all_of(Some(id), None).await?;
     tracing::info!(client_id = %id, revoked, "client deleted through the admin API; its tokens are revoked");
-    Ok(crate::admin::tokens::no_content())
+    Ok(Reply::no_content())
 }
 
 /// Copies the JSON fields onto `client`, checking each value's type and grammar.
@@ -280,6 +283,26 @@ fn apply(
                     },
                     _ => return Err(bad(key, "\"unlimited\" or a whole number >= 0")),
                 };
+            }
+            "enabled" => {
+                client.enabled = value.as_bool().ok_or_else(|| bad(key, "true or false"))?
+            }
+            "logo_uri" => {
+                client.logo_uri = match value {
+                    Value::Null => None,
+                    Value::String(s) if s.is_empty() => None,
+                    Value::String(s) => {
+                        check_logo_uri(s).map_err(AdminError::bad_request)?;
+                        Some(s.clone())
+                    }
+                    _ => return Err(bad(key, "an https:// or http:// URL")),
+                }
+            }
+            "token_response" => {
+                client.token_response = value
+                    .as_str()
+                    .and_then(TokenResponse::parse)
+                    .ok_or_else(|| bad(key, "\"standard\" or \"flowwright\""))?;
             }
             other => {
                 return Err(AdminError::bad_request(format!(

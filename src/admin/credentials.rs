@@ -3,8 +3,7 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::{AdminError, AdminResult};
-use crate::error::{json as json_response, no_store};
+use super::{AdminError, AdminResult, Reply};
 use crate::gateway::Gateway;
 use crate::outbound::ConnectError;
 
@@ -15,10 +14,7 @@ fn unknown(name: &str) -> AdminError {
 /// `GET /admin/credentials`.
 pub fn list(gateway: &Gateway) -> AdminResult {
     let credentials = gateway.outbound().list();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "credentials": credentials }),
-    ))
+    Ok(Reply::ok(json!({ "credentials": credentials })))
 }
 
 /// `POST /admin/credentials/{name}/refresh`: 200 after a successful token request, 502 with
@@ -34,17 +30,15 @@ pub async fn refresh(gateway: &Gateway, name: &str) -> AdminResult {
     } else {
         StatusCode::BAD_GATEWAY
     };
-    Ok(json_response(code, &status))
+    let body = serde_json::to_value(&status).map_err(|e| AdminError::bad_request(e.to_string()))?;
+    Ok(Reply::new(code, body))
 }
 
 /// `POST /admin/credentials/{name}/authorize` → `{"authorize_url": ...}` for an operator's
 /// browser (shared authorization-code credentials).
 pub async fn authorize(gateway: &Gateway, name: &str) -> AdminResult {
     match gateway.outbound().authorize_url(name, None).await {
-        Ok(url) => Ok(no_store(json_response(
-            StatusCode::OK,
-            &json!({ "authorize_url": url }),
-        ))),
+        Ok(url) => Ok(Reply::once(StatusCode::OK, json!({ "authorize_url": url }))),
         Err(ConnectError::Unknown(_)) => Err(unknown(name)),
         Err(ConnectError::Store(e)) => Err(e.into()),
         Err(e) => Err(AdminError::conflict(e.to_string())),
@@ -63,7 +57,5 @@ pub async fn forget(gateway: &Gateway, name: &str, query: Option<&str>) -> Admin
         .forget(name, username.as_deref())
         .await
         .ok_or_else(|| unknown(name))?;
-    let mut resp = hyper::Response::new(crate::error::full(""));
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    Ok(resp)
+    Ok(Reply::no_content())
 }

@@ -1,11 +1,11 @@
 //! `GET /admin/explain`: why the gateway would allow or refuse a token on a method + path —
 //! which route matched, which scope pattern allowed it, or what was missing.
 
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request};
 use serde_json::{Value, json};
 
+use super::Reply;
 use crate::config::RouteAuth;
-use crate::error::{Body, json as json_response};
 use crate::gateway::Gateway;
 use crate::pattern;
 use crate::token::{TokenHash, now_millis};
@@ -21,25 +21,22 @@ struct Explanation {
 
 impl Explanation {
     /// The answer: what the gateway would reply (`status`) and why.
-    fn verdict(&self, status: u16, reason: &str, allowed_by: Option<Value>) -> Response<Body> {
-        json_response(
-            StatusCode::OK,
-            &json!({
-                "method": self.method.as_str(),
-                "path": self.path,
-                "normalized_path": self.normalized,
-                "route": self.route,
-                "allowed": status == 200,
-                "status": status,
-                "allowed_by": allowed_by.unwrap_or(Value::Null),
-                "reason": reason,
-                "token": self.token,
-            }),
-        )
+    fn verdict(&self, status: u16, reason: &str, allowed_by: Option<Value>) -> Reply {
+        Reply::ok(json!({
+            "method": self.method.as_str(),
+            "path": self.path,
+            "normalized_path": self.normalized,
+            "route": self.route,
+            "allowed": status == 200,
+            "status": status,
+            "allowed_by": allowed_by.unwrap_or(Value::Null),
+            "reason": reason,
+            "token": self.token,
+        }))
     }
 }
 
-pub async fn explain(gateway: &Gateway, req: &Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn explain(gateway: &Gateway, req: &Request<hyper::body::Incoming>) -> Reply {
     let mut e = Explanation {
         method: Method::GET,
         path: "/".into(),

@@ -17,18 +17,19 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Credentials};
 use crate::config::ADMIN_SCOPE;
-use crate::error::{Body, GatewayError, full, json as json_response, json_error};
+use crate::error::{Body, GatewayError, full, json as json_response, json_error, no_store};
 use crate::gateway::Gateway;
 
 /// Largest JSON body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Why an admin request failed; rendered as `{"error", "error_description"}`.
+/// Why an admin request failed; rendered as `{"error", "error_description"}` by the API, and
+/// next to the form by the console.
 #[derive(Debug)]
 pub struct AdminError {
-    status: StatusCode,
-    code: &'static str,
-    description: String,
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub description: String,
 }
 
 impl AdminError {
@@ -69,7 +70,51 @@ impl From<crate::error::OAuthError> for AdminError {
     }
 }
 
-pub type AdminResult = Result<Response<Body>, AdminError>;
+/// What an admin action answers: a status and a JSON body. The API sends it as is; the
+/// console renders it as a page. Both call the same action functions.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    /// `Value::Null` for 204.
+    pub body: Value,
+    /// Holds a secret or a token shown this once: sent with `Cache-Control: no-store`.
+    pub once: bool,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Reply {
+        Reply::new(StatusCode::OK, body)
+    }
+    pub fn new(status: StatusCode, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            once: false,
+        }
+    }
+    pub fn no_content() -> Reply {
+        Reply::new(StatusCode::NO_CONTENT, Value::Null)
+    }
+    /// A body holding a secret or token that is shown only this once.
+    pub fn once(status: StatusCode, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            once: true,
+        }
+    }
+    fn into_response(self) -> Response<Body> {
+        if self.status == StatusCode::NO_CONTENT {
+            let mut resp = Response::new(full(""));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            return resp;
+        }
+        let resp = json_response(self.status, &self.body);
+        if self.once { no_store(resp) } else { resp }
+    }
+}
+
+pub type AdminResult = Result<Reply, AdminError>;
 
 pub async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
@@ -92,7 +137,7 @@ pub async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> R
             }
             api(gateway, req, &path)
                 .await
-                .unwrap_or_else(AdminError::into_response)
+                .map_or_else(AdminError::into_response, Reply::into_response)
         }
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
     }
@@ -173,10 +218,10 @@ async fn api(gateway: &Gateway, req: Request<hyper::body::Incoming>, path: &str)
 
 async fn reload(gateway: &Gateway) -> AdminResult {
     match gateway.reload_from_disk().await {
-        Ok(()) => Ok(json_response(StatusCode::OK, &json!({"reloaded": true}))),
-        Err(e) => Ok(json_response(
+        Ok(()) => Ok(Reply::ok(json!({"reloaded": true}))),
+        Err(e) => Ok(Reply::new(
             StatusCode::BAD_REQUEST,
-            &json!({
+            json!({
                 "error": "invalid_config",
                 "error_description": e.0.join("\n"),
                 "errors": e.0,

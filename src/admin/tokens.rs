@@ -4,12 +4,11 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use hyper::{Response, StatusCode};
+use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{AdminError, AdminResult};
+use super::{AdminError, AdminResult, Reply};
 use crate::config::RefreshCount;
-use crate::error::{Body, full, json as json_response};
 use crate::gateway::Gateway;
 use crate::oauth::issue::{self, TokenResponse, resolve_scopes};
 use crate::oauth::rfc3339;
@@ -17,12 +16,6 @@ use crate::token::{TokenHash, now_millis};
 
 const DEFAULT_DAYS: u64 = 30;
 const MAX_DAYS: u64 = 36_500;
-
-pub fn no_content() -> Response<Body> {
-    let mut resp = Response::new(full(""));
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    resp
-}
 
 pub async fn list(gateway: &Gateway, query: Option<&str>) -> AdminResult {
     let mut client_id = None;
@@ -69,7 +62,7 @@ pub async fn list(gateway: &Gateway, query: Option<&str>) -> AdminResult {
             "refreshes_left": refreshes_left,
         }));
     }
-    Ok(json_response(StatusCode::OK, &json!({ "tokens": tokens })))
+    Ok(Reply::ok(json!({ "tokens": tokens })))
 }
 
 pub async fn issue(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
@@ -132,10 +125,9 @@ pub async fn issue(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
     .await?;
     tracing::info!(client_id, days, "token issued through the admin API");
     // A token response, like the token endpoint's: never cached (RFC 6749 §5.1).
-    Ok(crate::error::no_store(json_response(
-        StatusCode::CREATED,
-        &TokenResponse::from(issued),
-    )))
+    let body = serde_json::to_value(TokenResponse::from(issued))
+        .map_err(|e| AdminError::bad_request(e.to_string()))?;
+    Ok(Reply::once(StatusCode::CREATED, body))
 }
 
 pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
@@ -149,5 +141,5 @@ pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
     // grant takes both (on every node).
     store.revoke_grant(&entry.token.grant_id).await?;
     tracing::info!(client_id = %entry.token.client_id, "token revoked through the admin API");
-    Ok(no_content())
+    Ok(Reply::no_content())
 }

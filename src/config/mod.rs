@@ -10,7 +10,7 @@ mod raw;
 pub mod tls;
 mod validate;
 
-pub(crate) use validate::{check_redirect_uri, is_client_id};
+pub(crate) use validate::{check_logo_uri, check_redirect_uri, is_client_id};
 pub mod values;
 
 use std::collections::HashMap;
@@ -28,10 +28,13 @@ pub const ADMIN_SCOPE: &str = "admin";
 /// Built-in scope of a resource server: its holder may introspect any token (SPEC §5), not
 /// only its own. Never declared in `[[scopes]]` either.
 pub const INTROSPECT_SCOPE: &str = "introspect";
+/// Built-in scope that may read the admin API (GET only) and sign in to the console to look,
+/// never to change anything (SPEC §9).
+pub const ADMIN_READ_SCOPE: &str = "admin:read";
 
 /// Is `name` one of the built-in scopes (which guard Tollgate's own endpoints, never a path)?
 pub fn is_builtin_scope(name: &str) -> bool {
-    name == ADMIN_SCOPE || name == INTROSPECT_SCOPE
+    name == ADMIN_SCOPE || name == ADMIN_READ_SCOPE || name == INTROSPECT_SCOPE
 }
 
 /// A fully validated configuration.
@@ -271,6 +274,47 @@ pub struct Client {
     /// `None` = never expires.
     pub access_token_ttl: Option<Duration>,
     pub refresh_count: RefreshCount,
+    /// `false`: its tokens are refused and it gets no new ones, until enabled again (§9).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Shown on the consent page (§9).
+    #[serde(default)]
+    pub logo_uri: Option<String>,
+    /// Extra fields in token responses for clients written against another platform (§5).
+    #[serde(default)]
+    pub token_response: TokenResponse,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// The shape of a client's token responses (`token_response`, SPEC §5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenResponse {
+    /// RFC 6749's fields plus Tollgate's dates.
+    #[default]
+    Standard,
+    /// Also FlowWright's `.issued`, `.expires` and `refreshTokenExpire`.
+    Flowwright,
+}
+
+impl TokenResponse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenResponse::Standard => "standard",
+            TokenResponse::Flowwright => "flowwright",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenResponse> {
+        match s {
+            "standard" => Some(TokenResponse::Standard),
+            "flowwright" => Some(TokenResponse::Flowwright),
+            _ => None,
+        }
+    }
 }
 
 impl Client {

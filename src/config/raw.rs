@@ -121,6 +121,9 @@ pub struct RawClient {
     pub access_token_ttl: Option<Str>,
     /// `"unlimited"` or a non-negative integer.
     pub refresh_count: Option<Spanned<toml::Value>>,
+    pub enabled: Option<Spanned<bool>>,
+    pub logo_uri: Option<Str>,
+    pub token_response: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ use hyper::Uri;
 use toml::Spanned;
 
 mod clients;
+pub(crate) use clients::check_logo_uri;
 mod credentials;
 mod limits;
 mod routes;

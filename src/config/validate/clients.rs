@@ -94,6 +94,25 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|d| self.string(d))
                 .unwrap_or_default();
+            let logo_uri = c.logo_uri.as_ref().map(|u| {
+                let s = self.string(u);
+                if let Err(e) = check_logo_uri(&s) {
+                    self.err(u, e);
+                }
+                s
+            });
+            let token_response = match c.token_response.as_ref().map(|t| (t, self.string(t))) {
+                None => TokenResponse::Standard,
+                Some((span, t)) => TokenResponse::parse(&t).unwrap_or_else(|| {
+                    self.err(
+                        span,
+                        format!(
+                            "unknown token_response {t:?} (expected \"standard\" or \"flowwright\")"
+                        ),
+                    );
+                    TokenResponse::Standard
+                }),
+            };
             out.push(Client {
                 client_id,
                 name,
@@ -106,6 +125,9 @@ impl Validator<'_> {
                 scopes: client_scopes,
                 access_token_ttl,
                 refresh_count,
+                enabled: c.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+                logo_uri,
+                token_response,
             });
         }
         out
@@ -189,5 +211,20 @@ impl Validator<'_> {
                 RefreshCount::Unlimited
             }
         }
+    }
+}
+
+/// A `logo_uri` must be an absolute `https://` or `http://` URL (it goes into an `<img src>`).
+pub(crate) fn check_logo_uri(uri: &str) -> Result<(), String> {
+    let ok = match uri.parse::<hyper::Uri>() {
+        Ok(u) => matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some(),
+        Err(_) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "logo_uri {uri:?} must be an absolute https:// or http:// URL"
+        ))
     }
 }
