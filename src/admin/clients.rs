@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{AdminError, AdminResult, Reply};
 use crate::config::values::{format_duration, parse_lifetime};
 use crate::config::{
-    Client, ClientType, Grant, RefreshCount, TokenResponse, check_logo_uri, check_redirect_uri,
+    Client, ClientType, Grant, RefreshCount, TokenFields, check_logo_uri, check_redirect_uri,
     is_builtin_scope, is_client_id,
 };
 use crate::gateway::Gateway;
@@ -111,7 +111,7 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         refresh_count: RefreshCount::Unlimited,
         enabled: true,
         logo_uri: None,
-        token_response: TokenResponse::Standard,
+        token_response: TokenFields::Standard,
     };
     let grants_given = body.contains_key("grants");
     apply(&mut client, &body, &rt.config)?;
@@ -301,7 +301,7 @@ fn apply(
             "token_response" => {
                 client.token_response = value
                     .as_str()
-                    .and_then(TokenResponse::parse)
+                    .and_then(TokenFields::parse)
                     .ok_or_else(|| bad(key, "\"standard\" or \"flowwright\""))?;
             }
             other => {

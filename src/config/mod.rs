@@ -282,7 +282,7 @@ pub struct Client {
     pub logo_uri: Option<String>,
     /// Extra fields in token responses for clients written against another platform (§5).
     #[serde(default)]
-    pub token_response: TokenResponse,
+    pub token_response: TokenFields,
 }
 
 fn enabled_by_default() -> bool {
@@ -292,7 +292,7 @@ fn enabled_by_default() -> bool {
 /// The shape of a client's token responses (`token_response`, SPEC §5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TokenResponse {
+pub enum TokenFields {
     /// RFC 6749's fields plus Tollgate's dates.
     #[default]
     Standard,
@@ -300,18 +300,18 @@ pub enum TokenResponse {
     Flowwright,
 }
 
-impl TokenResponse {
+impl TokenFields {
     pub fn as_str(self) -> &'static str {
         match self {
-            TokenResponse::Standard => "standard",
-            TokenResponse::Flowwright => "flowwright",
+            TokenFields::Standard => "standard",
+            TokenFields::Flowwright => "flowwright",
         }
     }
 
-    pub fn parse(s: &str) -> Option<TokenResponse> {
+    pub fn parse(s: &str) -> Option<TokenFields> {
         match s {
-            "standard" => Some(TokenResponse::Standard),
-            "flowwright" => Some(TokenResponse::Flowwright),
+            "standard" => Some(TokenFields::Standard),
+            "flowwright" => Some(TokenFields::Flowwright),
             _ => None,
         }
     }

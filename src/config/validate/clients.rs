@@ -102,15 +102,15 @@ impl Validator<'_> {
                 s
             });
             let token_response = match c.token_response.as_ref().map(|t| (t, self.string(t))) {
-                None => TokenResponse::Standard,
-                Some((span, t)) => TokenResponse::parse(&t).unwrap_or_else(|| {
+                None => TokenFields::Standard,
+                Some((span, t)) => TokenFields::parse(&t).unwrap_or_else(|| {
                     self.err(
                         span,
                         format!(
                             "unknown token_response {t:?} (expected \"standard\" or \"flowwright\")"
                         ),
                     );
-                    TokenResponse::Standard
+                    TokenFields::Standard
                 }),
             };
             out.push(Client {
