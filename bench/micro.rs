@@ -18,9 +18,10 @@ use divan::Bencher;
 use futures_util::FutureExt;
 use hyper::header::{AUTHORIZATION, HeaderValue};
 use hyper::{HeaderMap, Method};
-use tollgate::auth::{self, Credentials, ScopeRules};
+use tollgate::auth::{self, Credentials};
 use tollgate::config::{Backend, Scope, StoreConfig};
 use tollgate::pattern::{Matcher, Pattern, normalize};
+use tollgate::registry::{Freshness, Rules};
 use tollgate::store::{StoreError, TokenCache, TokenStore};
 use tollgate::token::{AccessEntry, AccessToken, TokenHash, now_millis};
 
@@ -321,7 +322,11 @@ fn bearer_check_cached(bencher: Bencher) {
                 .collect(),
         })
         .collect();
-    let rules = ScopeRules::new(&scopes);
+    let rules = Rules::of(
+        scopes.into_iter().map(|s| (s, "file")).collect(),
+        ["someone-else"],
+        Arc::new(Freshness::new(false)),
+    );
     let mut headers = HeaderMap::new();
     let value = format!("Bearer {}", token_text(4242));
     headers.insert(
@@ -336,10 +341,31 @@ fn bearer_check_cached(bencher: Bencher) {
         let Some(entry) = cache_hit(cache, TokenHash::of(token)) else {
             return false;
         };
+        let now = now_millis();
         !entry.revoked
-            && !entry.token.is_expired(now_millis())
-            && rules.allows(&entry.token.scopes, &method, black_box("/api0/v1/items/42"))
+            && !entry.token.is_expired(now)
+            && rules.check(&entry.token.client_id, now).is_ok()
+            && rules
+                .scopes
+                .allows(&entry.token.scopes, &method, black_box("/api0/v1/items/42"))
     });
+}
+
+/// Numbers of disabled clients for [`registry_check`].
+const DISABLED: [usize; 3] = [0, 1, 10_000];
+
+/// What the registry adds to a bearer check (SPEC §9): is this node's copy current, and is
+/// the token's client disabled? An atomic load, and a hash lookup once any client is.
+#[divan::bench(args = DISABLED, sample_size = SAMPLE_SIZE)]
+fn registry_check(bencher: Bencher, n: usize) {
+    let ids: Vec<String> = (0..n).map(|i| format!("disabled-{i}")).collect();
+    let rules = Rules::of(
+        Vec::new(),
+        ids.iter().map(String::as_str),
+        Arc::new(Freshness::new(false)),
+    );
+    let now = now_millis();
+    bencher.bench_local(|| rules.check(black_box("photoprint"), now).is_ok());
 }
 
 /// `Outbound::header` for a credential whose token is in hand: what attaching an upstream

@@ -86,7 +86,6 @@ impl Rules {
                 }
             }
         }
-        let plain: Vec<Scope> = all.iter().map(|(s, _)| s.clone()).collect();
         let disabled = config
             .clients
             .iter()
@@ -98,13 +97,21 @@ impl Rules {
                     .iter()
                     .map(String::as_str)
                     .filter(|id| config.client(id).is_none()),
-            )
-            .map(Box::from)
-            .collect();
+            );
+        Rules::of(all, disabled, freshness)
+    }
+
+    /// Rules from their parts: scopes with their sources, and the disabled client ids.
+    pub fn of<'a>(
+        all: Vec<(Scope, &'static str)>,
+        disabled: impl IntoIterator<Item = &'a str>,
+        freshness: Arc<Freshness>,
+    ) -> Rules {
+        let plain: Vec<Scope> = all.iter().map(|(s, _)| s.clone()).collect();
         Rules {
             scopes: ScopeRules::new(&plain),
             all,
-            disabled,
+            disabled: disabled.into_iter().map(Box::from).collect(),
             freshness,
         }
     }

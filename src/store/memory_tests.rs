@@ -210,3 +210,52 @@ fn sweeper_runs_on_its_own_thread() {
         "the emptied grant is dropped too"
     );
 }
+
+/// An expired access token is kept while the refresh token issued with it is live (the admin
+/// listing shows it, SPEC §9), and swept like any other once that refresh token is retired.
+#[test]
+fn an_expired_access_token_is_kept_while_its_refresh_token_is_live() {
+    let store = MemoryStore::new();
+    let (kept, gone) = (TokenHash::of("kept"), TokenHash::of("gone"));
+    let mut with_refresh = access("g1", Some(1)); // expired (and past retention) in 1970
+    let mut its_refresh = refresh("g1");
+    // Issued together, a while before the rotation below mints the next pair.
+    with_refresh.issued_at = now_millis() - 5_000;
+    its_refresh.issued_at = with_refresh.issued_at;
+    store.issue(
+        &kept,
+        &with_refresh,
+        Some((&TokenHash::of("r1"), &its_refresh)),
+    );
+    store.issue(&gone, &access("g2", Some(1)), None);
+    assert!(sweep(&Arc::downgrade(&store.maps)));
+    assert!(
+        store.get_access(&kept).is_some(),
+        "its refresh token is live"
+    );
+    assert!(store.get_access(&gone).is_none(), "no refresh token: swept");
+
+    // Retired by a rotation: no longer refreshable, so swept.
+    let (outcome, _, _) = rotate_in(&store, &TokenHash::of("r1"), "g1");
+    assert_eq!(outcome, Rotate::Rotated);
+    assert!(sweep(&Arc::downgrade(&store.maps)));
+    assert!(
+        store.get_access(&kept).is_none(),
+        "its refresh token is retired"
+    );
+}
+
+/// [`rotate`] for grant `grant`, with a live new access token.
+fn rotate_in(store: &MemoryStore, old: &TokenHash, grant: &str) -> (Rotate, TokenHash, TokenHash) {
+    let (a, r) = (TokenHash::of("a-next"), TokenHash::of("r-next"));
+    let (at, rt) = (access(grant, None), refresh(grant));
+    let rotation = Rotation {
+        old,
+        access_hash: &a,
+        access: &at,
+        refresh: Some((&r, &rt)),
+        successor: None,
+        grace: Duration::ZERO,
+    };
+    (store.rotate_refresh(&rotation, now_millis()), a, r)
+}
