@@ -163,6 +163,13 @@ impl RequestIds {
     }
 }
 
+/// What `tollgate check` warns about, in the log of the node that starts or reloads with it.
+fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
 /// The public side of one node.
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
@@ -175,6 +182,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config, store: TokenStore) -> Gateway {
+        log_warnings(&config);
         let metrics = Arc::clone(store.metrics());
         Gateway {
             outbound: Outbound::new(&config, store.clone()),
@@ -192,6 +200,7 @@ impl Gateway {
 
     /// Swaps in a new (already validated) config; requests in flight keep the old one.
     pub fn reload(&self, config: Config) {
+        log_warnings(&config);
         self.outbound.reload(&config);
         self.runtime.store(Arc::new(Runtime::new(config)));
     }
