@@ -338,6 +338,17 @@ async fn run_starts_with_an_unreachable_route_and_warns_on_every_load() {
             .collect()
     };
     let count = || warnings().len();
+    // Log lines reach the test through a log thread and a pipe: wait for them.
+    let logged = |n: usize| {
+        poll(Duration::from_secs(10), move || async move {
+            (count() == n).then_some(())
+        })
+    };
+    assert!(
+        logged(1).await.is_some(),
+        "no warning at start: {:#?}",
+        fx.gw.logs()
+    );
     let first = warnings();
     assert_eq!(first.len(), 1, "{:#?}", fx.gw.logs());
     let (at, _) = first[0].split_once(": warning: ").expect("located");
@@ -352,15 +363,19 @@ async fn run_starts_with_an_unreachable_route_and_warns_on_every_load() {
     assert_eq!(fx.get("/later/x", Some(&token)).await.status, 403);
 
     fx.gw.signal("HUP");
-    let seen = poll(Duration::from_secs(10), || async {
-        (count() == 2).then_some(())
-    })
-    .await;
-    assert!(seen.is_some(), "no warning on SIGHUP: {:#?}", fx.gw.logs());
+    assert!(
+        logged(2).await.is_some(),
+        "no warning on SIGHUP: {:#?}",
+        fx.gw.logs()
+    );
     let admin = Admin::new(&fx.gw.admin_url(), &admin_token(&fx).await);
     let resp = admin.post("/admin/reload", &json!({})).await;
     assert_eq!(resp.status, 200, "{resp}");
-    assert_eq!(count(), 3, "{:#?}", fx.gw.logs());
+    assert!(
+        logged(3).await.is_some(),
+        "no warning on /admin/reload: {:#?}",
+        fx.gw.logs()
+    );
 
     let path = fx.gw.config_path();
     let file = std::fs::read_to_string(&path).expect("config");
