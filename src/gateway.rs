@@ -179,6 +179,13 @@ impl RequestIds {
     }
 }
 
+/// What `tollgate check` warns about, in the log of the node that starts or reloads with it.
+fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
 /// The public side of one node.
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
@@ -195,6 +202,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config, store: TokenStore) -> Gateway {
+        log_warnings(&config);
         let metrics = Arc::clone(store.metrics());
         let freshness = Arc::new(Freshness::new(store.is_shared()));
         let snapshot = Snapshot::default();
@@ -216,6 +224,7 @@ impl Gateway {
 
     /// Swaps in a new (already validated) config; requests in flight keep the old one.
     pub fn reload(&self, config: Config) {
+        log_warnings(&config);
         self.outbound.reload(&config);
         let snapshot = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         self.runtime.store(Arc::new(Runtime::new(

@@ -76,8 +76,13 @@ enum LogFormat {
 enum Command {
     /// Serve (the default).
     Run,
-    /// Validate the config and print a summary, or every error as FILE:LINE:COL: message.
-    Check,
+    /// Validate the config and print a summary (and any warnings), or every error as
+    /// FILE:LINE:COL: message.
+    Check {
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Read a secret or password on stdin and print its argon2id PHC string.
     HashSecret,
     /// Manage clients through the admin API.
@@ -121,7 +126,7 @@ fn main() -> ExitCode {
     };
     refuse_a_secret_given_twice(&matches);
     match cli.command.take().unwrap_or(Command::Run) {
-        Command::Check => check(&cli.config),
+        Command::Check { strict } => check(&cli.config, strict),
         Command::HashSecret => report(hash_secret()),
         Command::Run => {
             let _flush_logs_on_exit = init_logging(cli.log_format);
@@ -265,10 +270,26 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     guard
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+/// Warnings go to stderr as errors do, `FILE:LINE:COL: warning: ...`; with `strict` they
+/// fail the check like errors, and the summary (which would say OK) is not printed.
+fn check(path: &std::path::Path, strict: bool) -> ExitCode {
     match Config::load(path) {
+        Ok(config) if strict && !config.warnings.is_empty() => {
+            for line in &config.warnings {
+                eprintln!("{line}");
+            }
+            eprintln!(
+                "{}: {} warning(s), and --strict fails on warnings",
+                path.display(),
+                config.warnings.len()
+            );
+            ExitCode::FAILURE
+        }
         Ok(config) => {
             print!("{}", config.summary());
+            for line in &config.warnings {
+                eprintln!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

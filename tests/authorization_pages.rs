@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Fixture, Pkce, Resp, Store, add_auth_clients, assert_html_page, fragment_params, location,
-    query_params, without_query,
+    Fixture, Pkce, Resp, Store, add_auth_clients, assert_html_page, code_params, fragment_params,
+    html_unescape, location, query_params, without_query,
 };
 
 /// A state full of characters that need escaping in HTML and encoding in URLs.
@@ -349,4 +349,80 @@ async fn implicit_grant_returns_the_token_in_the_fragment() {
     let seen = fx.up.only_request();
     assert_eq!(seen.header("x-auth-client-id"), Some("implicit-app"));
     assert_eq!(seen.header("x-auth-subject"), Some("alice"));
+}
+
+/// The consent page shows the client's `logo_uri` as an image whose alt text is the client's
+/// name, both escaped, and its CSP lets images load from that one origin only; a client
+/// without a logo gets no image and no image source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_page_shows_the_client_logo_from_its_origin_only() {
+    let logo = "https://cdn.example.com:8443/logos/a.png?v=1&s=2";
+    let name = "Logo \"<b>Co</b>\" & Sons";
+    let fx = Fixture::start_with(Store::memory(), |c| {
+        add_auth_clients(c);
+        c.extra.push_str(&format!(
+            "\n[[clients]]\nclient_id = \"logo-app\"\nname = '{name}'\ntype = \"public\"\n\
+             redirect_uris = [\"{}/callback\"]\ngrants = [\"authorization_code\"]\n\
+             scopes = [\"reports\"]\nlogo_uri = '{logo}'\n",
+            c.upstream
+        ));
+    })
+    .await;
+    let cb = fx.callback();
+    let consent_page = |client: &'static str| {
+        let fx = &fx;
+        let cb = cb.clone();
+        async move {
+            let pkce = Pkce::random();
+            let params = code_params(client, &cb, "reports", "st", &pkce);
+            let mut agent = fx.agent();
+            let login = agent.authorize(&params).await;
+            assert_eq!(login.status, 200, "{login}");
+            let resp = agent.login(&login, "alice", &fx.creds.password).await;
+            assert_eq!(resp.status, 303, "{resp}");
+            let page = agent.follow(&resp).await;
+            assert_eq!(page.status, 200, "{page}");
+            assert_html_page(&page);
+            page
+        }
+    };
+
+    let page = consent_page("logo-app").await;
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    assert!(directives.contains(&"default-src 'none'"), "{csp}");
+    assert!(
+        directives.contains(&"img-src https://cdn.example.com:8443"),
+        "{csp}"
+    );
+    assert_eq!(
+        directives
+            .iter()
+            .filter(|d| d.starts_with("img-src"))
+            .count(),
+        1,
+        "{csp}"
+    );
+    let start = page
+        .body
+        .find("<img ")
+        .unwrap_or_else(|| panic!("no <img>: {page}"));
+    let tag = &page.body[start..start + page.body[start..].find('>').expect("tag end")];
+    let attr = |attr: &str| {
+        let at = tag
+            .find(&format!(" {attr}=\""))
+            .unwrap_or_else(|| panic!("{attr} in {tag}"));
+        let value = &tag[at + attr.len() + 3..];
+        html_unescape(&value[..value.find('"').expect("quote")])
+    };
+    assert_eq!(attr("src"), logo, "{tag}");
+    assert_eq!(attr("alt"), name, "{tag}");
+    assert_eq!((attr("width"), attr("height")), ("64".into(), "64".into()));
+    assert!(!page.body.contains("<b>Co</b>"), "name unescaped: {page}");
+    assert!(tag.contains("a.png?v=1&amp;s=2"), "src unescaped: {tag}");
+
+    let page = consent_page("webapp").await;
+    assert!(!page.body.contains("<img"), "{page}");
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(!csp.contains("img-src"), "{csp}");
 }

@@ -70,6 +70,39 @@ async fn check_reports_every_error_as_file_line_col_and_exits_1() {
     run.failed("missing.toml: No such file or directory");
 }
 
+/// A bearer route no scope covers is a warning (SPEC §2): `check` passes and says where,
+/// `check --strict` fails on it.
+#[tokio::test]
+async fn check_warns_of_an_unreachable_route_and_strict_fails_on_it() {
+    let dir = TempDir::new("check-warn");
+    let fixed = BROKEN_CONFIG
+        .replace("\"nowhere\"", "\"127.0.0.1:8080\"")
+        .replace("colour = \"red\"\n", "")
+        .replace("bogus = 1\n", "")
+        .replace("\"soon\"", "\"5s\"");
+    let unreachable = fixed.replace("path = \"/abc/*\"", "path = \"/elsewhere/*\"");
+    assert_ne!(unreachable, fixed);
+    std::fs::write(dir.path().join("gw.toml"), &unreachable).expect("write config");
+    let warning = "gw.toml:11:8: warning: route \"abc\" is unreachable: auth = \"bearer\" \
+                   but no scope covers any path of \"/elsewhere/*\"";
+
+    let run = tollgate_in(dir.path(), &["check", "--config", "gw.toml"], &[], None).await;
+    run.ok();
+    assert!(run.stdout.starts_with("gw.toml: OK\n"), "{run}");
+    assert_eq!(run.stderr.lines().collect::<Vec<_>>(), [warning], "{run}");
+
+    let strict = ["check", "--strict", "--config", "gw.toml"];
+    let run = tollgate_in(dir.path(), &strict, &[], None).await;
+    run.failed(warning);
+    assert!(run.stderr.contains("--strict"), "{run}");
+
+    // Without warnings --strict passes as plain check does.
+    std::fs::write(dir.path().join("gw.toml"), &fixed).expect("write config");
+    let run = tollgate_in(dir.path(), &strict, &[], None).await;
+    run.ok();
+    assert!(run.stderr.is_empty(), "{run}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_secret_prints_an_argon2id_string_a_client_can_use() {
     let dir = TempDir::new("hash-secret");

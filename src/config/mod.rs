@@ -11,6 +11,7 @@ pub mod tls;
 mod validate;
 
 pub(crate) use validate::{check_logo_uri, check_redirect_uri, is_client_id, is_scope_token};
+pub use validate::{unreachable_routes, unreachable_warning};
 pub mod values;
 
 use std::collections::HashMap;
@@ -52,6 +53,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Outbound OAuth credentials (SPEC §8).
     pub credentials: Vec<Arc<crate::outbound::Credential>>,
+    /// `FILE:LINE:COL: warning: ...` for what loads but is likely a mistake (a route no scope
+    /// reaches): printed by `check`, logged at start and on reload.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,7 +184,24 @@ pub struct OAuthConfig {
     /// same answer (a retry), rather than counting as reuse. Zero = no grace.
     pub refresh_grace: Duration,
     pub default_client: Option<String>,
+    /// Full request path → one of [`OAUTH_ENDPOINTS`], served there as well as under `path`
+    /// (SPEC §5 "Existing clients"). Empty for most configs, and then never looked at.
+    pub aliases: HashMap<String, &'static str>,
 }
+
+/// The endpoint names `[oauth] aliases` may give: those the OAuth router serves under
+/// `[oauth].path` (`connect/{name}` aside, which needs its name), and the metadata.
+pub const OAUTH_ENDPOINTS: &[&str] = &[
+    "token",
+    "authorize",
+    "introspect",
+    "revoke",
+    "tokeninfo",
+    "login",
+    "consent",
+    "callback",
+    "metadata",
+];
 
 #[derive(Debug, Clone)]
 pub struct Scope {

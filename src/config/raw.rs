@@ -86,6 +86,8 @@ pub struct RawOAuth {
     pub authorization_code_ttl: Option<Str>,
     pub refresh_grace: Option<Str>,
     pub default_client: Option<Str>,
+    /// Full path → endpoint name (SPEC §5): keys spanned too, so an error can point at one.
+    pub aliases: Option<Spanned<std::collections::BTreeMap<Str, Str>>>,
 }
 
 #[derive(Debug, Deserialize)]

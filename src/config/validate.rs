@@ -12,7 +12,9 @@ mod clients;
 pub(crate) use clients::check_logo_uri;
 mod credentials;
 mod limits;
+mod oauth;
 mod routes;
+pub use routes::{unreachable_routes, unreachable_warning};
 mod store;
 
 use super::cidr::{Cidr, TrustedProxies};
@@ -36,10 +38,11 @@ pub(super) fn load(
         return Err(ConfigError(d.into_errors()));
     };
     let mut v = Validator { d, env };
-    let config = v.config(path, raw);
+    let mut config = v.config(path, raw);
     if v.d.has_errors() {
         Err(ConfigError(v.d.into_errors()))
     } else {
+        config.warnings = v.d.take_warnings();
         Ok(config)
     }
 }
@@ -162,44 +165,8 @@ impl Validator<'_> {
             clients,
             routes,
             credentials: credentials.into_iter().map(Arc::new).collect(),
+            warnings: Vec::new(),
         }
-    }
-
-    fn oauth(&mut self, raw: Option<super::raw::RawOAuth>) -> OAuthConfig {
-        let mut oauth = OAuthConfig {
-            path: "/oauth".to_owned(),
-            access_token_ttl: Some(Duration::from_secs(600)),
-            refresh_token_ttl: Some(Duration::from_secs(30 * 86_400)),
-            authorization_code_ttl: Duration::from_secs(60),
-            refresh_grace: Duration::from_secs(5),
-            default_client: None,
-        };
-        let Some(raw) = raw else { return oauth };
-        if let Some(p) = &raw.path {
-            let path = self.string(p);
-            let well_formed = path.starts_with('/')
-                && path.len() > 1
-                && !path.ends_with('/')
-                && Pattern::parse(&path).is_ok_and(|pat| pat.literal_prefix() == path);
-            if !well_formed {
-                self.err(
-                    p,
-                    "path must be a literal path like \"/oauth\" (no trailing slash, no wildcards)",
-                );
-            }
-            oauth.path = path;
-        }
-        if let Some(t) = &raw.access_token_ttl {
-            oauth.access_token_ttl = self.lifetime(t);
-        }
-        if let Some(t) = &raw.refresh_token_ttl {
-            oauth.refresh_token_ttl = self.lifetime(t);
-        }
-        oauth.authorization_code_ttl =
-            self.duration_or(&raw.authorization_code_ttl, oauth.authorization_code_ttl);
-        oauth.refresh_grace = self.duration_or(&raw.refresh_grace, oauth.refresh_grace);
-        oauth.default_client = raw.default_client.as_ref().map(|c| self.string(c));
-        oauth
     }
 
     fn scopes(&mut self, raw: Vec<Spanned<RawScope>>) -> Vec<Scope> {

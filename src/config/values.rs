@@ -4,12 +4,14 @@
 use std::ops::Range;
 use std::time::Duration;
 
-/// Collects every error found in one file, each located by a byte span.
+/// Collects every error and warning found in one file, each located by a byte span. A
+/// warning does not stop the file from loading (`check --strict` makes it fail).
 pub struct Diagnostics<'a> {
     file: &'a str,
     src: &'a str,
     /// (byte offset, message), so the errors can be given in file order.
     errors: Vec<(usize, String)>,
+    warnings: Vec<(usize, String)>,
 }
 
 impl<'a> Diagnostics<'a> {
@@ -18,28 +20,45 @@ impl<'a> Diagnostics<'a> {
             file,
             src,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     /// Records `message` at the start of `span`.
     pub fn error(&mut self, span: Range<usize>, message: impl std::fmt::Display) {
-        let (line, col) = line_col(self.src, span.start);
-        let message = format!("{}:{}:{}: {}", self.file, line, col, message);
+        let message = self.locate(&span, message);
         self.errors.push((span.start, message));
+    }
+
+    /// Records a warning at the start of `span`: `FILE:LINE:COL: warning: message`.
+    pub fn warning(&mut self, span: Range<usize>, message: impl std::fmt::Display) {
+        let message = self.locate(&span, format_args!("warning: {message}"));
+        self.warnings.push((span.start, message));
+    }
+
+    fn locate(&self, span: &Range<usize>, message: impl std::fmt::Display) -> String {
+        let (line, col) = line_col(self.src, span.start);
+        format!("{}:{}:{}: {}", self.file, line, col, message)
     }
 
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
 
-    /// The messages in file order (the checks find them in their own order).
-    pub fn into_errors(mut self) -> Vec<String> {
-        self.errors.sort_by_key(|(at, _)| *at);
-        self.errors
-            .into_iter()
-            .map(|(_, message)| message)
-            .collect()
+    /// The error messages in file order (the checks find them in their own order).
+    pub fn into_errors(self) -> Vec<String> {
+        in_file_order(self.errors)
     }
+
+    /// The warning messages in file order.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        in_file_order(std::mem::take(&mut self.warnings))
+    }
+}
+
+fn in_file_order(mut messages: Vec<(usize, String)>) -> Vec<String> {
+    messages.sort_by_key(|(at, _)| *at);
+    messages.into_iter().map(|(_, message)| message).collect()
 }
 
 /// 1-based line and column (in characters) of byte offset `at`.

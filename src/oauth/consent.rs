@@ -76,6 +76,7 @@ pub async fn consent_page(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) ->
         client_name: &client.name,
         client_version: &client.version,
         client_description: &client.description,
+        logo_uri: client.logo_uri.as_deref(),
         scopes: grantable
             .iter()
             .map(|s| {

@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::config::{Client, Grant, OAuthConfig};
+use crate::config::{Client, Grant, OAuthConfig, TokenFields};
 use crate::error::OAuthError;
 use crate::store::TokenStore;
 use crate::token::{self, AccessToken, Millis, RefreshToken, TokenHash};
@@ -32,6 +32,8 @@ pub struct Issued {
     pub refresh_token: Option<String>,
     pub refresh: Option<RefreshToken>,
     pub client_version: String,
+    /// The client's `token_response`: which extra fields its answer carries.
+    pub fields: TokenFields,
 }
 
 fn rng_failed(e: getrandom::Error) -> OAuthError {
@@ -106,6 +108,7 @@ pub fn mint(oauth: &OAuthConfig, req: Request<'_>) -> Result<Issued, OAuthError>
         refresh_token,
         refresh,
         client_version: req.client.version.clone(),
+        fields: req.client.token_response,
     })
 }
 
@@ -127,11 +130,32 @@ pub struct TokenResponse {
     /// The client's registered version, for clients that expect it echoed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// FlowWright's names for the same instants (`token_response = "flowwright"`), as RFC
+    /// 1123 GMT dates; each absent where its standard twin is.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub flowwright: Option<FlowWrightFields>,
+}
+
+/// `.issued`, `.expires` and `refreshTokenExpire` (FlowWright's REST API, seed 000).
+#[derive(Debug, Serialize)]
+pub struct FlowWrightFields {
+    #[serde(rename = ".issued")]
+    pub issued: String,
+    #[serde(rename = ".expires", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(rename = "refreshTokenExpire", skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expire: Option<String>,
 }
 
 impl From<Issued> for TokenResponse {
     fn from(i: Issued) -> Self {
         let a = &i.access;
+        let refresh_expires = i.refresh.as_ref().and_then(|r| r.expires_at);
+        let flowwright = (i.fields == TokenFields::Flowwright).then(|| FlowWrightFields {
+            issued: rfc1123(a.issued_at),
+            expires: a.expires_at.map(rfc1123),
+            refresh_token_expire: refresh_expires.map(rfc1123),
+        });
         TokenResponse {
             expires_in: a
                 .expires_at
@@ -139,11 +163,12 @@ impl From<Issued> for TokenResponse {
             scope: a.scope_string(),
             issued_at: rfc3339(a.issued_at),
             expires_at: a.expires_at.map(rfc3339),
-            refresh_token_expires_at: i.refresh.as_ref().and_then(|r| r.expires_at).map(rfc3339),
+            refresh_token_expires_at: refresh_expires.map(rfc3339),
             refresh_token: i.refresh_token,
             access_token: i.access_token,
             token_type: "Bearer",
             version: (!i.client_version.is_empty()).then_some(i.client_version),
+            flowwright,
         }
     }
 }
@@ -151,6 +176,11 @@ impl From<Issued> for TokenResponse {
 /// `2026-11-23T10:00:00Z`.
 pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// `Tue, 01 Dec 2026 10:00:00 GMT` (RFC 1123 as HTTP dates have it), whole seconds.
+pub fn rfc1123(ms: Millis) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// Resolves the `scope` parameter against what may be granted (RFC 6749 §3.3): absent = all
@@ -190,6 +220,8 @@ mod tests {
     fn timestamps_are_utc_rfc3339() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_428_000_000), "2026-11-23T10:00:00Z");
+        assert_eq!(rfc1123(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(rfc1123(1_796_119_200_999), "Tue, 01 Dec 2026 10:00:00 GMT");
     }
 
     #[test]

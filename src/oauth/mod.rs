@@ -82,17 +82,25 @@ pub async fn route(
     path: &str,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Handled, Request<hyper::body::Incoming>> {
-    if path == METADATA_PATH {
+    // An alias is a whole path naming an endpoint; with none configured (the usual case) the
+    // proxy path pays one length check for them.
+    let aliases = &ctx.config.oauth.aliases;
+    let alias = if aliases.is_empty() {
+        None
+    } else {
+        aliases.get(path).copied()
+    };
+    if path == METADATA_PATH || alias == Some("metadata") {
         return Ok(Handled {
             endpoint: "metadata",
             client_id: None,
             response: metadata::handle(ctx.config, req.method()),
         });
     }
-    let Some(endpoint) = path
-        .strip_prefix(ctx.config.oauth.path.as_str())
-        .and_then(|rest| rest.strip_prefix('/'))
-    else {
+    let Some(endpoint) = alias.or_else(|| {
+        path.strip_prefix(ctx.config.oauth.path.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+    }) else {
         return Err(req);
     };
     let (endpoint, methods): (&'static str, &[Method]) = match endpoint {

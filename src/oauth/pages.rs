@@ -31,10 +31,19 @@ button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:6px;backgro
 color:#fff;font-size:1rem;cursor:pointer}button.secondary{background:#e3e6ec;color:#1d2330;\
 margin-left:.5rem}.error{color:#b42318;background:#fef3f2;padding:.6rem;border-radius:6px}\
 .scope{display:flex;gap:.6rem;align-items:flex-start;margin:.6rem 0}.scope small{display:block;\
-color:#596172}.client{color:#596172;margin:-.6rem 0 1rem}";
+color:#596172}.client{color:#596172;margin:-.6rem 0 1rem}\
+.logo{display:block;width:64px;height:64px;object-fit:contain;margin:0 0 1rem}";
+
+/// The policy of every page: nothing loads but the inline style.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A complete page with the headers every authorization page carries.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    page_with_csp(status, title, body, HeaderValue::from_static(CSP))
+}
+
+fn page_with_csp(status: StatusCode, title: &str, body: &str, csp: HeaderValue) -> Response<Body> {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -56,13 +65,25 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     // No form-action: the consent form's answer redirects to the client's own origin.
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    h.insert("content-security-policy", csp);
     resp
+}
+
+/// `scheme://host[:port]` of a logo URL, fit to stand as a CSP source: only host names and
+/// IP literals (a reg-name may hold `;` or `,`, which would end the directive), else `None`.
+fn logo_origin(uri: &str) -> Option<String> {
+    let u = uri.parse::<hyper::Uri>().ok()?;
+    let scheme = u.scheme_str().filter(|s| matches!(*s, "https" | "http"))?;
+    let host = u.host()?;
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-');
+    let ip6 = |b: u8| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'[' | b']');
+    if host.is_empty() || !host.bytes().all(|b| plain(b) || ip6(b)) {
+        return None;
+    }
+    Some(match u.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 /// An error that must not go back to the client (bad client or redirect URI).
@@ -124,6 +145,8 @@ pub struct Consent<'a> {
     pub client_description: &'a str,
     /// (name, description) of each scope asked for.
     pub scopes: Vec<(&'a str, &'a str)>,
+    /// The client's `logo_uri` (an absolute http(s) URL, checked when registered).
+    pub logo_uri: Option<&'a str>,
 }
 
 pub fn consent(c: &Consent<'_>) -> Response<Body> {
@@ -141,11 +164,31 @@ pub fn consent(c: &Consent<'_>) -> Response<Body> {
     } else {
         format!(" {}", escape(c.client_version))
     };
-    page(
+    // The logo may load from its own origin and nowhere else. `img-src https: http:` would
+    // let any markup that slipped through escaping fetch from (beacon to) any host; one
+    // origin is all a logo needs. No logo, no image source at all.
+    let (logo, csp) = match c.logo_uri.and_then(|u| Some((u, logo_origin(u)?))) {
+        Some((uri, origin)) => {
+            let csp = format!("{CSP}; img-src {origin}");
+            match HeaderValue::from_str(&csp) {
+                Ok(csp) => (
+                    format!(
+                        "<img class=\"logo\" src=\"{}\" alt=\"{}\" width=\"64\" height=\"64\">",
+                        escape(uri),
+                        escape(c.client_name)
+                    ),
+                    csp,
+                ),
+                Err(_) => (String::new(), HeaderValue::from_static(CSP)),
+            }
+        }
+        None => (String::new(), HeaderValue::from_static(CSP)),
+    };
+    page_with_csp(
         StatusCode::OK,
         "Grant access",
         &format!(
-            "<h1>{client}{version} wants access</h1>\
+            "{logo}<h1>{client}{version} wants access</h1>\
 <p class=\"client\">{description}</p>\
 <p>Signed in as <strong>{user}</strong>. Untick anything you do not want to share.</p>\
 <form method=\"post\" action=\"{action}\">\
@@ -160,6 +203,7 @@ pub fn consent(c: &Consent<'_>) -> Response<Body> {
             request = escape(c.request),
             csrf = escape(c.csrf),
         ),
+        csp,
     )
 }
 
@@ -173,5 +217,27 @@ mod tests {
             escape(r#"<script>alert("x&'y')</script>"#),
             "&lt;script&gt;alert(&quot;x&amp;&#39;y&#39;)&lt;/script&gt;"
         );
+    }
+
+    #[test]
+    fn logo_origins() {
+        let table: &[(&str, Option<&str>)] = &[
+            (
+                "https://cdn.example.com/a/logo.png?v=1",
+                Some("https://cdn.example.com"),
+            ),
+            (
+                "http://127.0.0.1:8000/logo.png",
+                Some("http://127.0.0.1:8000"),
+            ),
+            ("https://[::1]:8443/l.png", Some("https://[::1]:8443")),
+            ("https://a;script-src*/x.png", None),
+            ("https://a,b/x.png", None),
+            ("ftp://example.com/x.png", None),
+            ("/relative.png", None),
+        ];
+        for (uri, want) in table {
+            assert_eq!(logo_origin(uri).as_deref(), *want, "{uri}");
+        }
     }
 }

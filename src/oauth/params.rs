@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use http_body_util::{BodyExt, Limited};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::AUTHORIZATION;
 use hyper::{HeaderMap, Request};
+
+mod body;
+pub use body::{pairs, read, read_pairs};
 
 use std::borrow::Cow;
 
@@ -13,9 +15,6 @@ use super::Ctx;
 use crate::config::{Client, ClientType, User};
 use crate::error::OAuthError;
 use crate::throttle::{Account, Denied};
-
-/// Largest form body accepted by the OAuth endpoints (SPEC §12); larger → 413.
-const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// The parameters of one request; a parameter sent with an empty value counts as absent.
 #[derive(Debug, Default)]
@@ -51,60 +50,6 @@ impl Params {
         map.retain(|_, v| !v.is_empty());
         Ok(Params(map))
     }
-}
-
-/// The form body, or the query string when the body is empty (SPEC §5: existing clients send
-/// token requests as query parameters).
-pub async fn read(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Params), OAuthError> {
-    let (headers, pairs) = read_pairs(req).await?;
-    Ok((headers, Params::from_pairs(pairs)?))
-}
-
-/// Like [`read`], keeping every pair, repeated names included (check-box lists).
-pub async fn read_pairs(
-    req: Request<hyper::body::Incoming>,
-) -> Result<(HeaderMap, Vec<(String, String)>), OAuthError> {
-    let (parts, body) = req.into_parts();
-    let body = Limited::new(body, MAX_FORM_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                OAuthError::too_large(format!(
-                    "request body larger than {} KiB",
-                    MAX_FORM_BYTES / 1024
-                ))
-            } else {
-                OAuthError::invalid_request("request body unreadable")
-            }
-        })?
-        .to_bytes();
-    let text: &[u8] = if body.is_empty() {
-        parts.uri.query().unwrap_or("").as_bytes()
-    } else {
-        let form = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|ct| {
-                ct.split(';').next().is_some_and(|m| {
-                    m.trim()
-                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-                })
-            });
-        if !form {
-            return Err(OAuthError::invalid_request(
-                "body must be application/x-www-form-urlencoded",
-            ));
-        }
-        &body
-    };
-    Ok((parts.headers, pairs(text)))
-}
-
-/// Every pair of `application/x-www-form-urlencoded` text, decoded, in order.
-pub fn pairs(text: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(text).into_owned().collect()
 }
 
 /// How the client presented itself.
@@ -197,7 +142,7 @@ pub async fn read_authenticated<'c>(
     req: Request<hyper::body::Incoming>,
     allow_default: bool,
 ) -> Result<(Params, Authenticated<'c>), OAuthError> {
-    let (headers, params) = read(req).await?;
+    let (headers, params) = body::read_form_or_json(req).await?;
     let creds = client_credentials(&headers, &params)?;
     if !allow_default && creds == ClientCredentials::None {
         return Err(OAuthError::invalid_client("client authentication required"));

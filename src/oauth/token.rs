@@ -53,7 +53,11 @@ async fn grant(
     auth: &Authenticated<'_>,
     params: &Params,
 ) -> Result<Vec<u8>, OAuthError> {
-    let grant_type = params.require("grant_type")?;
+    // FlowWright's clients send only `username` and `password` (SPEC §5): a password grant.
+    let grant_type = match params.get("grant_type") {
+        None if params.get("username").is_some() && params.get("password").is_some() => "password",
+        _ => params.require("grant_type")?,
+    };
     let grant = Grant::parse(grant_type)
         .filter(|g| *g != Grant::Implicit)
         .ok_or_else(|| unsupported(grant_type))?;

@@ -14,6 +14,8 @@ impl Validator<'_> {
         let mut names = HashSet::new();
         let mut places: HashMap<(Option<String>, String), String> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
+        // Where each route of `out` has its path, for the warnings below.
+        let mut path_spans = Vec::with_capacity(raw.len());
         for r in raw {
             let r = r.into_inner();
             let name = self.string(&r.name);
@@ -88,18 +90,6 @@ impl Validator<'_> {
                 }
                 None
             });
-            if let (Some(p), RouteAuth::Bearer) = (&pattern, auth) {
-                let covered = scopes
-                    .iter()
-                    .flat_map(|s| &s.patterns)
-                    .any(|sp| sp.overlaps(p));
-                if !covered {
-                    self.err(&r.path, format!(
-                        "route {name:?} is unreachable: auth = \"bearer\" but no scope covers any path of {:?}",
-                        p.as_str()
-                    ));
-                }
-            }
             let upstream_ca = r.upstream_ca.as_ref().and_then(|ca| {
                 let file = base.join(self.string(ca));
                 super::tls::client_config(&file)
@@ -107,6 +97,7 @@ impl Validator<'_> {
                     .ok()
             });
             let Some(pattern) = pattern else { continue };
+            path_spans.push(r.path.span());
             out.push(Route {
                 name,
                 pattern,
@@ -122,6 +113,12 @@ impl Validator<'_> {
                 upstream_ca,
                 credential,
             });
+        }
+        // A warning, not an error: scopes may come later, by a reload or through the admin
+        // API (SPEC §2), and the route then works without a restart.
+        for i in unreachable_routes(&out, scopes) {
+            self.d
+                .warning(path_spans[i].clone(), unreachable_warning(&out[i]));
         }
         out
     }
@@ -160,6 +157,33 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// The indexes of the `auth = "bearer"` routes none of whose paths any of `scopes` covers:
+/// no token can ever be let through them. Scopes from the store join the file's in
+/// `scopes` when a caller knows them.
+pub fn unreachable_routes(routes: &[Route], scopes: &[Scope]) -> Vec<usize> {
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.auth == RouteAuth::Bearer)
+        .filter(|(_, r)| {
+            !scopes
+                .iter()
+                .flat_map(|s| &s.patterns)
+                .any(|sp| sp.overlaps(&r.pattern))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What to say about a route [`unreachable_routes`] found (without the file position).
+pub fn unreachable_warning(route: &Route) -> String {
+    format!(
+        "route {:?} is unreachable: auth = \"bearer\" but no scope covers any path of {:?}",
+        route.name,
+        route.pattern.as_str()
+    )
 }
 
 /// Is `prefix` made of whole leading segments of `path` (`/abc` of `/abc/def`, not of `/abcd`)?
