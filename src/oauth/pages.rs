@@ -41,6 +41,17 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
 <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
         escape(title)
     );
+    html_response(status, html, HeaderValue::from_static(CSP))
+}
+
+/// The pages' Content-Security-Policy: nothing but inline styles, never framed. No
+/// form-action: the consent form's answer redirects to the client's own origin.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
+/// An HTML page with the headers every page of Tollgate carries (the console's too): never
+/// cached, never framed, no sniffing, no referrer, and `csp`.
+pub fn html_response(status: StatusCode, html: String, csp: HeaderValue) -> Response<Body> {
     let mut resp = Response::new(full(html));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -55,13 +66,7 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
         HeaderValue::from_static("nosniff"),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    // No form-action: the consent form's answer redirects to the client's own origin.
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    h.insert("content-security-policy", csp);
     resp
 }
 
