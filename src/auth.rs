@@ -10,6 +10,7 @@ use hyper::{HeaderMap, Method};
 use crate::config::{RouteAuth, Scope};
 use crate::error::GatewayError;
 use crate::pattern::Matcher;
+use crate::registry::Rules;
 use crate::store::TokenStore;
 use crate::token::{AccessEntry, TokenHash, now_millis};
 
@@ -152,7 +153,7 @@ pub async fn authorize(
     headers: &HeaderMap,
     method: &Method,
     path: &str,
-    rules: &ScopeRules,
+    rules: &Rules,
     store: &TokenStore,
 ) -> Result<Permit, GatewayError> {
     if auth == RouteAuth::None {
@@ -163,12 +164,12 @@ pub async fn authorize(
         Credentials::Malformed => return Err(GatewayError::MalformedAuthorization),
         Credentials::Bearer(token) => token,
     };
-    let entry = validate(store, token).await?;
-    if rules.allows(&entry.token.scopes, method, path) {
+    let entry = validate(store, rules, token).await?;
+    if rules.scopes.allows(&entry.token.scopes, method, path) {
         Ok(Permit(PermitKind::Token(entry)))
     } else {
         Err(GatewayError::InsufficientScope {
-            scopes: rules.covering(method, path),
+            scopes: rules.scopes.covering(method, path),
         })
     }
 }
@@ -176,8 +177,13 @@ pub async fn authorize(
 /// `error_description` of a revoked token.
 pub const REVOKED: &str = "token revoked";
 
-/// Looks a token up and checks it is current: known, not revoked, not expired.
-pub async fn validate(store: &TokenStore, token: &str) -> Result<Arc<AccessEntry>, GatewayError> {
+/// Looks a token up and checks it is current: known, not revoked, not expired, and its
+/// client not disabled (with this node's registry current, see [`Rules::check`]).
+pub async fn validate(
+    store: &TokenStore,
+    rules: &Rules,
+    token: &str,
+) -> Result<Arc<AccessEntry>, GatewayError> {
     let hash = TokenHash::of(token);
     let entry = match store.lookup_access(&hash).await {
         Ok(Some(entry)) => entry,
@@ -187,11 +193,13 @@ pub async fn validate(store: &TokenStore, token: &str) -> Result<Arc<AccessEntry
             return Err(GatewayError::StoreUnavailable);
         }
     };
+    let now = now_millis();
     if entry.revoked {
         Err(GatewayError::InvalidToken(REVOKED))
-    } else if entry.token.is_expired(now_millis()) {
+    } else if entry.token.is_expired(now) {
         Err(GatewayError::TokenExpired)
     } else {
+        rules.check(&entry.token.client_id, now)?;
         Ok(entry)
     }
 }

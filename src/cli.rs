@@ -14,8 +14,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 
 mod credentials;
+mod scopes;
 mod verbs;
 pub use credentials::CredentialsCommand;
+pub use scopes::ScopesCommand;
 pub use verbs::{ClientsCommand, TokensCommand};
 
 /// How to reach and authenticate to the admin API.
@@ -59,6 +61,9 @@ pub enum Command {
         token: String,
     },
     Credentials(CredentialsCommand),
+    Scopes(ScopesCommand),
+    /// `PATCH /admin/clients/{id}` with `{"enabled": …}`.
+    ClientsEnable(String, bool),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +325,16 @@ pub async fn run(t: &Target, cmd: Command) -> Result<(), CliError> {
                 let (method, path) = credentials::request(c);
                 (method, path, None, None)
             }
+            Command::Scopes(c) => {
+                let (method, path, body) = scopes::request(c);
+                (method, path, body, None)
+            }
+            Command::ClientsEnable(id, enabled) => (
+                Method::PATCH,
+                format!("/admin/clients/{}", enc(id)),
+                Some(json!({ "enabled": enabled })),
+                None,
+            ),
             Command::Explain {
                 method,
                 path,
@@ -402,6 +417,7 @@ fn print_human(cmd: &Command, v: &Value) {
                 "type",
                 "grants",
                 "scopes",
+                "enabled",
                 "source",
             ];
             table(&cols, &rows);
@@ -444,6 +460,15 @@ fn print_human(cmd: &Command, v: &Value) {
             }
         }
         Command::Credentials(c) => credentials::print(c, v),
+        Command::Scopes(c) => scopes::print(c, v),
+        Command::ClientsEnable(id, enabled) => println!(
+            "client {id} {}",
+            if *enabled {
+                "enabled: its unexpired tokens work again"
+            } else {
+                "disabled: its tokens are refused and it gets no new ones"
+            }
+        ),
         Command::ClientsDelete(id) => println!("client {id} deleted; its tokens are revoked"),
         Command::TokensRevoke(id) => println!("token {id} revoked (with its refresh token)"),
         Command::Explain { .. } => {

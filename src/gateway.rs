@@ -10,37 +10,53 @@ use arc_swap::ArcSwap;
 use hyper::header::{HOST, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response};
 
-use crate::auth::{self, ScopeRules};
+use crate::auth;
 use crate::config::{Config, ConfigError, Route, RouteAuth};
 use crate::error::{Body, GatewayError};
 use crate::metrics::{Metrics, Validation};
 use crate::outbound::Outbound;
 use crate::pattern::{self, Matcher};
 use crate::proxy::{Forward, Proxy, Upstreams};
+use crate::registry::{Freshness, Rules, Snapshot};
 use crate::server::Conn;
 use crate::store::TokenStore;
 use crate::throttle::Throttle;
 
 /// A config compiled for serving: matchers built, upstream cursors ready. Swapped whole on
 /// reload; a request keeps the one it started with.
+///
+/// A registry change (a scope or client changed through the admin API, on any node) swaps in
+/// a runtime that shares the config, routes and upstreams (with their health) of the one
+/// before and has new [`Rules`].
 pub struct Runtime {
-    pub config: Config,
-    routes: RouteTable,
-    pub scopes: ScopeRules,
-    upstreams: Vec<Upstreams>,
+    pub config: Arc<Config>,
+    routes: Arc<RouteTable>,
+    /// The scopes in force (file and store) and the disabled clients.
+    pub rules: Rules,
+    upstreams: Arc<[Upstreams]>,
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Runtime {
+    pub fn new(config: Config, snapshot: &Snapshot, freshness: Arc<Freshness>) -> Runtime {
         Runtime {
-            routes: RouteTable::new(&config.routes),
-            scopes: ScopeRules::new(&config.scopes),
+            routes: Arc::new(RouteTable::new(&config.routes)),
+            rules: Rules::new(&config, snapshot, freshness),
             upstreams: config
                 .routes
                 .iter()
                 .map(|r| Upstreams::new(&r.upstreams, r.upstream_ca.as_ref()))
                 .collect(),
-            config,
+            config: Arc::new(config),
+        }
+    }
+
+    /// This runtime with the registry as `snapshot` says.
+    fn with_registry(&self, snapshot: &Snapshot, freshness: Arc<Freshness>) -> Runtime {
+        Runtime {
+            config: Arc::clone(&self.config),
+            routes: Arc::clone(&self.routes),
+            rules: Rules::new(&self.config, snapshot, freshness),
+            upstreams: Arc::clone(&self.upstreams),
         }
     }
 
@@ -166,6 +182,10 @@ impl RequestIds {
 /// The public side of one node.
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
+    /// The store's part of the registry as last read; held while a runtime is swapped in, so
+    /// a reload and a registry change cannot undo each other.
+    registry: std::sync::Mutex<Snapshot>,
+    freshness: Arc<Freshness>,
     store: TokenStore,
     outbound: Outbound,
     ids: RequestIds,
@@ -176,10 +196,14 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config, store: TokenStore) -> Gateway {
         let metrics = Arc::clone(store.metrics());
+        let freshness = Arc::new(Freshness::new(store.is_shared()));
+        let snapshot = Snapshot::default();
         Gateway {
             outbound: Outbound::new(&config, store.clone()),
             throttle: Throttle::for_store(&store),
-            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+            runtime: ArcSwap::from_pointee(Runtime::new(config, &snapshot, Arc::clone(&freshness))),
+            registry: std::sync::Mutex::new(snapshot),
+            freshness,
             store,
             ids: RequestIds::new(),
             metrics,
@@ -193,7 +217,27 @@ impl Gateway {
     /// Swaps in a new (already validated) config; requests in flight keep the old one.
     pub fn reload(&self, config: Config) {
         self.outbound.reload(&config);
-        self.runtime.store(Arc::new(Runtime::new(config)));
+        let snapshot = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        self.runtime.store(Arc::new(Runtime::new(
+            config,
+            &snapshot,
+            Arc::clone(&self.freshness),
+        )));
+    }
+
+    /// Swaps in the registry as read from the store (`crate::registry`).
+    pub fn apply_registry(&self, snapshot: Snapshot) {
+        let mut held = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = self.runtime.load();
+        self.runtime.store(Arc::new(
+            rt.with_registry(&snapshot, Arc::clone(&self.freshness)),
+        ));
+        *held = snapshot;
+    }
+
+    /// When this node last read the registry.
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
     }
 
     /// The node's outbound credentials (SPEC §8).
@@ -361,6 +405,7 @@ impl Gateway {
             remote: conn.remote.ip(),
             tls: conn.tls,
             outbound: &self.outbound,
+            rules: &rt.rules,
         };
         let req = match crate::oauth::route(&ctx, &path, req).await {
             Ok(handled) => {
@@ -381,7 +426,7 @@ impl Gateway {
             req.headers(),
             req.method(),
             &path,
-            &rt.scopes,
+            &rt.rules,
             &self.store,
         )
         .await;

@@ -14,6 +14,7 @@
 //! | [`oauth`] | the authorization server's endpoints and pages |
 //! | [`outbound`] | outbound OAuth credentials: Tollgate as the client of upstreams (SPEC §8) |
 //! | [`seal`] | sealing secrets kept in the store (ChaCha20-Poly1305) |
+//! | [`registry`] | file and store scopes and disabled clients, compiled, followed on every node |
 //! | [`store`] | token store: memory or Redis, with the per-node cache |
 //! | [`token`] | token generation, hashing, records |
 //! | [`secret`] | argon2id for client secrets and passwords |
@@ -43,6 +44,7 @@ pub mod oauth;
 pub mod outbound;
 pub mod pattern;
 pub mod proxy;
+pub mod registry;
 pub mod seal;
 pub mod secret;
 pub mod server;

@@ -94,6 +94,9 @@ enum Command {
     /// Outbound credentials (upstream tokens) through the admin API.
     #[command(subcommand)]
     Credentials(cli::CredentialsCommand),
+    /// Manage scopes through the admin API (file scopes are read-only there).
+    #[command(subcommand)]
+    Scopes(cli::ScopesCommand),
     /// Ask the gateway why it would allow or refuse a token on a method and path.
     #[command(after_help = cli::SECRETS_HELP)]
     Explain {
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::Clients(c) => report(admin(&cli, c.into())),
         Command::Tokens(t) => report(admin(&cli, t.into())),
         Command::Credentials(c) => report(admin(&cli, cli::Command::Credentials(c))),
+        Command::Scopes(c) => report(admin(&cli, cli::Command::Scopes(c))),
         Command::Explain {
             method,
             path,

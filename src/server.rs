@@ -124,6 +124,11 @@ pub async fn run(
         }
     }
     let watcher = tokio::spawn(watch_file(Arc::clone(&gateway)));
+    // Scopes and disabled clients changed through the admin API of any node (SPEC §9).
+    let registry = gateway
+        .store()
+        .is_shared()
+        .then(|| tokio::spawn(crate::registry::follow(Arc::clone(&gateway))));
     let readiness = tokio::spawn(announce_ready(gateway.store().clone()));
     tokio::pin!(shutdown);
     loop {
@@ -137,6 +142,9 @@ pub async fn run(
     }
     watcher.abort();
     readiness.abort();
+    if let Some(registry) = registry {
+        registry.abort();
+    }
     tracing::info!(grace = ?grace, "shutting down: no new connections, draining requests in flight");
     let _ = stop_tx.send(true);
     let _ = tokio::task::spawn_blocking(move || {

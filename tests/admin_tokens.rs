@@ -28,7 +28,7 @@ fn token_clients(config: &mut GatewayConfig) {
     config.add_client("limited", &grants, &["reports"], "refresh_count = 2");
     config.add_client(
         "brief",
-        &["client_credentials"],
+        &["client_credentials", "password", "refresh_token"],
         &["reports"],
         "access_token_ttl = \"1s\"",
     );
@@ -172,22 +172,38 @@ async fn tokens_are_listed_by_handle_never_by_their_text(store: Store) {
     assert!(forever[0]["expires_at"].is_null(), "{}", forever[0]);
     assert_eq!(forever[0]["expired"], false);
 
-    // An expired token stays listed, flagged.
-    let brief = access_token(&fx.client_token_for("brief", None).await);
+    // An expired token stays listed, flagged, while the refresh token issued with it can be
+    // used (SPEC §9); one without a refresh token leaves the list.
+    let brief = fx.password_token_for("brief", "reports").await;
+    let cc = access_token(&fx.client_token_for("brief", None).await);
     let flagged = poll(Duration::from_secs(6), || async {
         let listed = admin.tokens("client_id=brief").await;
-        listed
-            .first()
-            .filter(|t| t["expired"] == true)
-            .map(|t| (t.clone(), listed.len()))
+        (listed.len() == 1 && listed[0]["expired"] == true).then(|| listed[0].clone())
     })
     .await;
-    let (entry, count) = flagged.expect("an expired token listed with expired=true");
-    assert_eq!(count, 1);
+    let entry = flagged.expect("only the refreshable expired token listed, with expired=true");
     assert_eq!(entry["client_id"], "brief");
+    assert_eq!(entry["username"], "alice");
     assert!(timestamp(&entry, "expires_at") <= unix_now(), "{entry}");
-    let resp = fx.get("/abc/x", Some(&brief)).await;
+    let resp = fx.get("/abc/x", Some(&access_token(&brief))).await;
     assert_error(&resp, 401, "invalid_token");
+    let resp = fx.get("/abc/x", Some(&cc)).await;
+    assert_error(&resp, 401, "invalid_token");
+
+    // Refreshed: the expired one leaves (its refresh token is retired), the new one is listed.
+    let resp = fx
+        .token_request(
+            "brief",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token(&brief)),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status, 200, "refresh: {resp}");
+    let listed = admin.tokens("client_id=brief").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_ne!(listed[0]["id"], entry["id"], "{listed:?}");
 }
 
 async fn tokens_are_issued_for_a_client_with_an_expiry_in_days(store: Store) {

@@ -2,8 +2,6 @@
 //! clients created here live in the token store, are usable on every node at once, and lose
 //! their tokens when deleted.
 
-use std::collections::HashSet;
-
 use base64::Engine;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
@@ -12,7 +10,7 @@ use super::{AdminError, AdminResult, Reply};
 use crate::config::values::{format_duration, parse_lifetime};
 use crate::config::{
     Client, ClientType, Grant, RefreshCount, TokenFields, check_logo_uri, check_redirect_uri,
-    is_builtin_scope, is_client_id,
+    is_client_id,
 };
 use crate::gateway::Gateway;
 
@@ -57,7 +55,7 @@ pub fn view(c: &Client, source: &str) -> Value {
 }
 
 /// Every client, file first; a store client shadowed by a file client is not listed.
-async fn all(gateway: &Gateway) -> Result<Vec<(Client, &'static str)>, AdminError> {
+pub(super) async fn all(gateway: &Gateway) -> Result<Vec<(Client, &'static str)>, AdminError> {
     let rt = gateway.runtime();
     let mut out: Vec<(Client, &'static str)> = rt
         .config
@@ -106,7 +104,7 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         secret_hash: None,
         redirect_uris: Vec::new(),
         grants: Vec::new(),
-        scopes: rt.config.scopes.iter().map(|s| s.name.clone()).collect(),
+        scopes: rt.rules.all().iter().map(|(s, _)| s.name.clone()).collect(),
         access_token_ttl: rt.config.oauth.access_token_ttl,
         refresh_count: RefreshCount::Unlimited,
         enabled: true,
@@ -114,7 +112,7 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         token_response: TokenFields::Standard,
     };
     let grants_given = body.contains_key("grants");
-    apply(&mut client, &body, &rt.config)?;
+    apply(&mut client, &body, &rt.rules)?;
     if client.name.is_empty() {
         return Err(AdminError::bad_request("`name` is required"));
     }
@@ -145,6 +143,7 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         ClientType::Public => None,
     };
     gateway.store().put_client(&client).await?;
+    crate::registry::refresh(gateway).await?;
     tracing::info!(client_id = %client.client_id, name = %client.name, "client created through the admin API");
     let mut out = view(&client, "store");
     if let (Some(secret), Value::Object(map)) = (secret, &mut out) {
@@ -179,7 +178,7 @@ pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> Ad
         }
     }
     let was_public = client.kind == ClientType::Public;
-    apply(&mut client, &body, &rt.config)?;
+    apply(&mut client, &body, &rt.rules)?;
     if was_public != (client.kind == ClientType::Public) {
         return Err(AdminError::bad_request(
             "`type` cannot be changed; create a new client",
@@ -188,6 +187,8 @@ pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> Ad
     check(&client)?;
     ensure_unique(gateway, &client, Some(id)).await?;
     gateway.store().put_client(&client).await?;
+    // A disabled client is refused on this node at once, on the others within a second.
+    crate::registry::refresh(gateway).await?;
     Ok(Reply::ok(view(&client, "store")))
 }
 
@@ -200,6 +201,7 @@ pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
     if !gateway.store().delete_client(id).await? {
         return Err(AdminError::not_found(format!("no client {id:?}")));
     }
+    crate::registry::refresh(gateway).await?;
     let revoked = gateway.store().revoke_all_of(Some(id), None).await?;
     tracing::info!(client_id = %id, revoked, "client deleted through the admin API; its tokens are revoked");
     Ok(Reply::no_content())
@@ -209,7 +211,7 @@ pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
 fn apply(
     client: &mut Client,
     body: &Map<String, Value>,
-    config: &crate::config::Config,
+    rules: &crate::registry::Rules,
 ) -> Result<(), AdminError> {
     let bad = |key: &str, want: &str| AdminError::bad_request(format!("`{key}` must be {want}"));
     for (key, value) in body {
@@ -248,12 +250,7 @@ fn apply(
                             .collect::<Result<_, _>>()?;
                     }
                     _ => {
-                        let known: HashSet<&str> =
-                            config.scopes.iter().map(|s| s.name.as_str()).collect();
-                        if let Some(s) = list
-                            .iter()
-                            .find(|s| !is_builtin_scope(s) && !known.contains(s.as_str()))
-                        {
+                        if let Some(s) = list.iter().find(|s| !rules.knows(s)) {
                             return Err(AdminError::new(
                                 StatusCode::BAD_REQUEST,
                                 "invalid_scope",

@@ -115,7 +115,7 @@ pub async fn explain(
     if expired {
         return e.verdict(401, "token expired", None);
     }
-    let covering = rt.scopes.explain(&e.method, &normalized);
+    let covering = rt.rules.scopes.explain(&e.method, &normalized);
     if let Some((scope, pat)) = covering
         .iter()
         .find(|(scope, _)| t.scopes.iter().any(|s| &**s == *scope))

@@ -9,6 +9,7 @@ pub(crate) mod credentials;
 
 pub use clients::CLIENT_FIELDS;
 pub(crate) mod explain;
+pub(crate) mod scopes;
 pub(crate) mod tokens;
 
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::auth::{self, Credentials};
-use crate::config::ADMIN_SCOPE;
+use crate::config::{ADMIN_READ_SCOPE, ADMIN_SCOPE};
 use crate::error::{Body, GatewayError, full, json as json_response, json_error, no_store};
 use crate::gateway::Gateway;
 
@@ -133,7 +134,7 @@ pub async fn handle(
             json_response(StatusCode::OK, &json!({"status": "ok"}))
         }
         // Ready = the store answers and revocations reach this node (TokenStore::ready).
-        (&Method::GET | &Method::HEAD, "/readyz") => match gateway.store().ready().await {
+        (&Method::GET | &Method::HEAD, "/readyz") => match ready(gateway).await {
             Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Err(e) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -153,6 +154,16 @@ pub async fn handle(
     }
 }
 
+/// The store answers, revocations reach this node, and its registry copy is current.
+async fn ready(gateway: &Gateway) -> Result<(), String> {
+    gateway.store().ready().await?;
+    if gateway.freshness().is_fresh(crate::token::now_millis()) {
+        Ok(())
+    } else {
+        Err("registry (scopes, disabled clients) not read from the store yet".to_owned())
+    }
+}
+
 fn metrics(gateway: &Gateway) -> Response<Body> {
     let cache = gateway.store().cache_stats();
     let messages = cache.map_or(0, |c| c.messages);
@@ -164,7 +175,8 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
     resp
 }
 
-/// A valid token of this Tollgate that carries the `admin` scope.
+/// A valid token of this Tollgate that carries the `admin` scope, or `admin:read` for a
+/// request that only reads (SPEC §9).
 async fn authorize(
     gateway: &Gateway,
     req: &Request<hyper::body::Incoming>,
@@ -174,8 +186,11 @@ async fn authorize(
         Credentials::Malformed => return Err(GatewayError::MalformedAuthorization),
         Credentials::Bearer(token) => token,
     };
-    let entry = auth::validate(gateway.store(), token).await?;
-    if entry.token.scopes.iter().any(|s| &**s == ADMIN_SCOPE) {
+    let rt = gateway.runtime();
+    let entry = auth::validate(gateway.store(), &rt.rules, token).await?;
+    let holds = |scope: &str| entry.token.scopes.iter().any(|s| &**s == scope);
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    if holds(ADMIN_SCOPE) || (reads && holds(ADMIN_READ_SCOPE)) {
         Ok(())
     } else {
         Err(GatewayError::InsufficientScope {
@@ -196,6 +211,14 @@ async fn api(gateway: &Gateway, req: Request<hyper::body::Incoming>, path: &str)
             clients::update(gateway, &id, read_json(req).await?).await
         }
         (&Method::DELETE, ["clients", id]) => clients::delete(gateway, id).await,
+        (&Method::GET, ["scopes"]) => scopes::list(gateway).await,
+        (&Method::POST, ["scopes"]) => scopes::create(gateway, read_json(req).await?).await,
+        (&Method::GET, ["scopes", name]) => scopes::show(gateway, name).await,
+        (&Method::PATCH, ["scopes", name]) => {
+            let name = (*name).to_owned();
+            scopes::update(gateway, &name, read_json(req).await?).await
+        }
+        (&Method::DELETE, ["scopes", name]) => scopes::delete(gateway, name).await,
         (&Method::GET, ["tokens"]) => tokens::list(gateway, req.uri().query()).await,
         (&Method::POST, ["tokens"]) => tokens::issue(gateway, read_json(req).await?).await,
         (&Method::DELETE, ["tokens", id]) => tokens::delete(gateway, id).await,
@@ -214,7 +237,7 @@ async fn api(gateway: &Gateway, req: Request<hyper::body::Incoming>, path: &str)
         (
             _,
             [
-                "clients" | "tokens" | "explain" | "reload" | "credentials",
+                "clients" | "scopes" | "tokens" | "explain" | "reload" | "credentials",
                 ..,
             ],
         ) => Err(AdminError::new(

@@ -2,6 +2,7 @@
 //! and revoke one with its refresh token.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -12,10 +13,58 @@ use crate::config::RefreshCount;
 use crate::gateway::Gateway;
 use crate::oauth::issue::{self, TokenResponse, resolve_scopes};
 use crate::oauth::rfc3339;
-use crate::token::{TokenHash, now_millis};
+use crate::token::{AccessEntry, TokenHash, now_millis};
 
 const DEFAULT_DAYS: u64 = 30;
 const MAX_DAYS: u64 = 36_500;
+
+/// A token as the admin listing shows it.
+pub struct Listed {
+    pub hash: TokenHash,
+    pub entry: Arc<AccessEntry>,
+    pub expired: bool,
+    /// `None` = unlimited.
+    pub refreshes_left: Option<u32>,
+}
+
+/// The tokens the listing shows (SPEC §9): unrevoked access tokens of the client and/or user
+/// (both `None` = all), oldest first; an expired one only while the refresh token issued
+/// with it can still be used.
+pub async fn listed(
+    gateway: &Gateway,
+    client_id: Option<&str>,
+    username: Option<&str>,
+) -> Result<Vec<Listed>, AdminError> {
+    let store = gateway.store();
+    let mut found = store.access_tokens(client_id, username).await?;
+    found.retain(|(_, e)| !e.revoked);
+    found.sort_by_key(|(_, e)| e.token.issued_at);
+    let now = now_millis();
+    let rt = gateway.runtime();
+    let mut out = Vec::with_capacity(found.len());
+    for (hash, entry) in found {
+        let t = &entry.token;
+        let expired = t.is_expired(now);
+        if expired && !store.refreshable(t).await? {
+            continue;
+        }
+        let client = match rt.config.client(&t.client_id) {
+            Some(c) => Some(Cow::Borrowed(c)),
+            None => store.get_client(&t.client_id).await?.map(Cow::Owned),
+        };
+        let refreshes_left = match client.map(|c| c.refresh_count) {
+            Some(RefreshCount::Limited(n)) => Some(n.saturating_sub(t.refreshes_used)),
+            _ => None,
+        };
+        out.push(Listed {
+            hash,
+            entry,
+            expired,
+            refreshes_left,
+        });
+    }
+    Ok(out)
+}
 
 pub async fn list(gateway: &Gateway, query: Option<&str>) -> AdminResult {
     let mut client_id = None;
@@ -32,36 +81,23 @@ pub async fn list(gateway: &Gateway, query: Option<&str>) -> AdminResult {
             }
         }
     }
-    let store = gateway.store();
-    let mut found = store
-        .access_tokens(client_id.as_deref(), username.as_deref())
-        .await?;
-    found.retain(|(_, e)| !e.revoked);
-    found.sort_by_key(|(_, e)| e.token.issued_at);
-    let now = now_millis();
-    let rt = gateway.runtime();
-    let mut tokens = Vec::with_capacity(found.len());
-    for (hash, entry) in found {
-        let t = &entry.token;
-        let client = match rt.config.client(&t.client_id) {
-            Some(c) => Some(Cow::Borrowed(c)),
-            None => store.get_client(&t.client_id).await?.map(Cow::Owned),
-        };
-        let refreshes_left = match client.map(|c| c.refresh_count) {
-            Some(RefreshCount::Limited(n)) => json!(n.saturating_sub(t.refreshes_used)),
-            _ => Value::Null,
-        };
-        tokens.push(json!({
-            "id": hash.to_hex(),
-            "client_id": t.client_id,
-            "username": t.username,
-            "scope": t.scope_string(),
-            "issued_at": rfc3339(t.issued_at),
-            "expires_at": t.expires_at.map(rfc3339),
-            "expired": t.is_expired(now),
-            "refreshes_left": refreshes_left,
-        }));
-    }
+    let tokens: Vec<Value> = listed(gateway, client_id.as_deref(), username.as_deref())
+        .await?
+        .into_iter()
+        .map(|l| {
+            let t = &l.entry.token;
+            json!({
+                "id": l.hash.to_hex(),
+                "client_id": t.client_id,
+                "username": t.username,
+                "scope": t.scope_string(),
+                "issued_at": rfc3339(t.issued_at),
+                "expires_at": t.expires_at.map(rfc3339),
+                "expired": l.expired,
+                "refreshes_left": l.refreshes_left,
+            })
+        })
+        .collect();
     Ok(Reply::ok(json!({ "tokens": tokens })))
 }
 
@@ -106,6 +142,11 @@ pub async fn issue(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
             .await?
             .ok_or_else(|| AdminError::bad_request(format!("no client {client_id:?}")))?,
     };
+    if !client.enabled {
+        return Err(AdminError::bad_request(format!(
+            "client {client_id:?} is disabled; enable it first"
+        )));
+    }
     let scopes = resolve_scopes(scope, &client.scopes)?;
     // The lifetime asked for here, not the client's usual one.
     client.access_token_ttl = Some(Duration::from_secs(days * 86_400));

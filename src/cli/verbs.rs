@@ -38,6 +38,10 @@ pub enum ClientsCommand {
     },
     /// Delete a client and revoke its tokens.
     Delete { client_id: String },
+    /// Disable a store client: its tokens are refused and it gets no new ones (SPEC §9).
+    Disable { client_id: String },
+    /// Enable a disabled store client again: its unexpired tokens work again.
+    Enable { client_id: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -68,6 +72,8 @@ impl From<ClientsCommand> for Command {
             ClientsCommand::List => Command::ClientsList,
             ClientsCommand::Show { client_id } => Command::ClientsShow(client_id),
             ClientsCommand::Delete { client_id } => Command::ClientsDelete(client_id),
+            ClientsCommand::Disable { client_id } => Command::ClientsEnable(client_id, false),
+            ClientsCommand::Enable { client_id } => Command::ClientsEnable(client_id, true),
             ClientsCommand::Create {
                 name,
                 version,

@@ -10,7 +10,7 @@ mod raw;
 pub mod tls;
 mod validate;
 
-pub(crate) use validate::{check_logo_uri, check_redirect_uri, is_client_id};
+pub(crate) use validate::{check_logo_uri, check_redirect_uri, is_client_id, is_scope_token};
 pub mod values;
 
 use std::collections::HashMap;

@@ -388,7 +388,7 @@ fn is_http_url(s: &str) -> bool {
 }
 
 /// RFC 6749 §3.3 scope-token characters.
-fn is_scope_token(s: &str) -> bool {
+pub(crate) fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))

@@ -58,7 +58,10 @@ async fn describe(
                 exp: t.expires_at,
             })
         };
-        let visible = active.filter(|a| sees_all || a.client_id == caller.client_id);
+        // A disabled client's tokens are not active while it is disabled (SPEC §9).
+        let visible = active.filter(|a| {
+            (sees_all || a.client_id == caller.client_id) && !ctx.rules.is_disabled(&a.client_id)
+        });
         return Ok(visible.map_or_else(|| json!({"active": false}), |a| a.into_json(ctx)));
     }
     Ok(json!({"active": false}))
@@ -131,7 +134,13 @@ pub async fn tokeninfo(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Re
         return OAuthError::invalid_token("access_token is required").into_response();
     };
     let entry = match ctx.store.lookup_access(&TokenHash::of(token)).await {
-        Ok(Some(e)) if !e.revoked && !e.token.is_expired(now_millis()) => e,
+        Ok(Some(e))
+            if !e.revoked
+                && !e.token.is_expired(now_millis())
+                && !ctx.rules.is_disabled(&e.token.client_id) =>
+        {
+            e
+        }
         Ok(_) => return invalid(),
         Err(e) => return OAuthError::from(e).into_response(),
     };

@@ -50,16 +50,20 @@ pub struct Ctx<'a> {
     pub tls: bool,
     /// Outbound credentials, for the connect flow's pages.
     pub outbound: &'a crate::outbound::Outbound,
+    /// The scopes in force and the disabled clients.
+    pub rules: &'a crate::registry::Rules,
 }
 
 impl<'a> Ctx<'a> {
-    /// A registered client: one from `gateway.toml` (which wins on a clash), or one created
-    /// through the admin API and kept in the store.
+    /// A registered, enabled client: one from `gateway.toml` (which wins on a clash), or one
+    /// created through the admin API and kept in the store. A disabled client is not found:
+    /// it gets no tokens, codes or introspection (SPEC §9).
     pub async fn client(&self, client_id: &str) -> Result<Option<Cow<'a, Client>>, StoreError> {
-        if let Some(c) = self.config.client(client_id) {
-            return Ok(Some(Cow::Borrowed(c)));
-        }
-        Ok(self.store.get_client(client_id).await?.map(Cow::Owned))
+        let found = match self.config.client(client_id) {
+            Some(c) => Some(Cow::Borrowed(c)),
+            None => self.store.get_client(client_id).await?.map(Cow::Owned),
+        };
+        Ok(found.filter(|c| c.enabled))
     }
 }
 

@@ -13,6 +13,7 @@
 //!   They are written after the grant, pruned by score, and never decide an allow.
 //! - registry clients `Pclient:<id>`, and `Pclients` (their ids), as before slot tags existed,
 //!   so an upgrade keeps them.
+//! - the registry's scopes and version, one hash `Pregistry`.
 //! - guessing counters `Pthr:{<subject>}` (SPEC §5), one key per counter.
 //!
 //! Tags are random per grant (65,536 of them), so grants spread over every slot range of
@@ -90,6 +91,11 @@ impl Keys {
 
     pub fn clients(&self) -> String {
         format!("{}clients", self.prefix)
+    }
+
+    /// Stored scopes and the registry version (`store::registry`): one key, one slot.
+    pub fn registry(&self) -> String {
+        format!("{}registry", self.prefix)
     }
 
     /// A guessing counter (`throttle`), tagged by its subject: counters spread over the

@@ -53,6 +53,7 @@ struct Maps {
 
 pub struct MemoryStore {
     maps: Arc<Maps>,
+    registry: super::registry::MemoryRegistry,
     /// Dropping it (with the store) tells the sweeper thread to end.
     _stop_sweeper: mpsc::Sender<()>,
 }
@@ -85,6 +86,7 @@ impl MemoryStore {
         }
         MemoryStore {
             maps,
+            registry: Default::default(),
             _stop_sweeper: stop,
         }
     }
@@ -117,6 +119,21 @@ impl MemoryStore {
             .or_default()
             .members
             .extend(members);
+    }
+
+    /// The refresh tokens of a grant (grant first, then the token map: the lock order).
+    pub fn grant_refresh(&self, grant_id: &str) -> Vec<RefreshEntry> {
+        let Some(grant) = self.maps.grants.get(grant_id) else {
+            return Vec::new();
+        };
+        grant
+            .members
+            .iter()
+            .filter_map(|m| match m {
+                Member::Refresh(h) => self.maps.refresh.get(h).map(|e| e.clone()),
+                Member::Access(_) => None,
+            })
+            .collect()
     }
 
     pub fn get_refresh(&self, hash: &TokenHash) -> Option<RefreshEntry> {
@@ -196,6 +213,11 @@ impl MemoryStore {
         self.maps
             .clients
             .insert(client.client_id.clone(), client.clone());
+        self.registry.bump();
+    }
+
+    pub(super) fn registry(&self) -> &super::registry::MemoryRegistry {
+        &self.registry
     }
 
     pub fn get_client(&self, client_id: &str) -> Option<Client> {
@@ -203,7 +225,9 @@ impl MemoryStore {
     }
 
     pub fn delete_client(&self, client_id: &str) -> bool {
-        self.maps.clients.remove(client_id).is_some()
+        let existed = self.maps.clients.remove(client_id).is_some();
+        self.registry.bump();
+        existed
     }
 
     pub fn list_clients(&self) -> Vec<Client> {
@@ -347,8 +371,19 @@ fn sweep(maps: &Weak<Maps>) -> bool {
     };
     let now = now_millis();
     let live = |expires_at: Option<Millis>| keep_until(expires_at).is_none_or(|t| t > now);
-    maps.access.retain(|_, e| live(e.token.expires_at));
     maps.refresh.retain(|_, e| live(e.token.expires_at));
+    // An expired access token is kept while the refresh token issued with it is live (the
+    // admin listing shows it, SPEC §9). Collected first: no lock on two maps at once.
+    let refreshable: std::collections::HashSet<(String, Millis)> = maps
+        .refresh
+        .iter()
+        .filter(|e| !e.revoked && e.retired_at.is_none() && !e.token.is_expired(now))
+        .map(|e| (e.token.grant_id.clone(), e.token.issued_at))
+        .collect();
+    maps.access.retain(|_, e| {
+        live(e.token.expires_at)
+            || refreshable.contains(&(e.token.grant_id.clone(), e.token.issued_at))
+    });
     let instant = Instant::now();
     maps.records.retain(|_, r| r.expires > instant);
     maps.grants.retain(|_, grant| {

@@ -12,6 +12,7 @@ pub mod keys;
 mod memory;
 mod records;
 mod redis;
+pub mod registry;
 mod scripts;
 mod subscription;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use cache::{CacheStats, TokenCache};
 pub use records::{CodeUse, RecordKind};
+pub use registry::StoredScope;
 
 use crate::config::{Backend, Client, StoreConfig};
 use crate::metrics::Metrics;
@@ -335,6 +337,23 @@ impl TokenStore {
         }
     }
 
+    /// Can the access token `access` still be refreshed: is the refresh token issued with it
+    /// (same grant, same instant) live? An expired access token stays in the admin listing
+    /// while it can (SPEC §9).
+    pub async fn refreshable(&self, access: &AccessToken) -> Result<bool, StoreError> {
+        let now = crate::token::now_millis();
+        let live = |e: &RefreshEntry| {
+            !e.revoked
+                && e.retired_at.is_none()
+                && !e.token.is_expired(now)
+                && e.token.issued_at == access.issued_at
+        };
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.grant_refresh(&access.grant_id).iter().any(live)),
+            BackendImpl::Redis(r) => Ok(r.grant_refresh(&access.grant_id).await?.iter().any(live)),
+        }
+    }
+
     /// Revokes every token (access and refresh) issued to a client or to a user.
     pub async fn revoke_all_of(
         &self,
@@ -406,4 +425,16 @@ impl TokenStore {
 /// When a record stops being worth keeping: its expiry plus [`EXPIRED_RETENTION`].
 fn keep_until(expires_at: Option<Millis>) -> Option<Millis> {
     expires_at.map(|at| at.saturating_add(EXPIRED_RETENTION.as_millis() as u64))
+}
+
+/// When an access token's record stops being worth keeping: as [`keep_until`], or as long
+/// as the refresh token issued with it, which keeps it in the admin listing while its grant
+/// can be refreshed (SPEC §9). A rotation cuts the old one back (see `scripts::ROTATE`).
+fn access_keep_until(access: &AccessToken, refresh: Option<&RefreshToken>) -> Option<Millis> {
+    match refresh {
+        None => keep_until(access.expires_at),
+        Some(r) => keep_until(access.expires_at)
+            .zip(keep_until(r.expires_at))
+            .map(|(a, b)| a.max(b)),
+    }
 }

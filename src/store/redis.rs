@@ -13,13 +13,14 @@ use super::cache::TokenCache;
 use super::keys::Keys;
 pub(super) mod conn;
 mod records;
+mod registry;
 mod throttle;
 
 use super::scripts::{
     CREATE_ONCE, INDEX, ISSUE, PUT, REVOKE_GRANT, ROTATE, SET_IF_EXISTS, TAKE, USE_ONCE,
 };
 use super::subscription;
-use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, keep_until};
+use super::{EXPIRED_RETENTION, Rotate, Rotation, StoreError, access_keep_until, keep_until};
 use crate::config::{Client, RedisConfig};
 use crate::token::{AccessEntry, AccessToken, RefreshEntry, RefreshToken, TokenHash, now_millis};
 use conn::Conn;
@@ -39,6 +40,7 @@ pub struct RedisStore {
     indexed: dashmap::DashSet<Arc<str>>,
     use_once: Script,
     create_once: Script,
+    registry_put: Script,
     subscriber: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -51,8 +53,8 @@ impl Drop for RedisStore {
 }
 
 /// An access token's score in the admin indexes: when its record expires (+inf = never).
-fn index_score(access: &AccessToken) -> String {
-    keep_until(access.expires_at).map_or_else(|| "+inf".to_owned(), |t| t.to_string())
+fn index_score(until: Option<u64>) -> String {
+    until.map_or_else(|| "+inf".to_owned(), |t| t.to_string())
 }
 
 /// Tokens are minted with their grant's tag (`token::SlotTag`); one that is not would put
@@ -102,6 +104,7 @@ impl RedisStore {
             revoke_grant: Script::new(REVOKE_GRANT),
             use_once: Script::new(USE_ONCE),
             create_once: Script::new(CREATE_ONCE),
+            registry_put: Script::new(registry::REGISTRY_PUT),
             subscriber,
         })
     }
@@ -136,6 +139,7 @@ impl RedisStore {
             [Some(access_hash), refresh.map(|(h, _)| h)],
         );
         let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
+        let record_until = access_keep_until(access, refresh.map(|(_, t)| t));
         let access_key = self.keys.access(access_hash);
         let mut script = self.issue.prepare_invoke();
         script
@@ -143,7 +147,7 @@ impl RedisStore {
             .key(self.keys.grant(&access.grant_id))
             .key(refresh.map_or_else(|| access_key.clone(), |(h, _)| self.keys.refresh(h)))
             .arg(serde_json::to_string(access).map_err(corrupt)?)
-            .arg(until(access.expires_at))
+            .arg(record_until.map_or_else(String::new, |t| t.to_string()))
             .arg(access_hash.to_hex());
         // The grant set lives as long as its longest-lived member.
         let mut grant_until = keep_until(access.expires_at);
@@ -167,15 +171,15 @@ impl RedisStore {
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(unavailable)?;
-        self.index(access_hash, access).await;
+        self.index(access_hash, access, record_until).await;
         Ok(())
     }
 
     /// Adds a new access token to the admin listing's indexes, after its grant is stored:
     /// each index is its own slot, the writes are idempotent, and a failure here only hides
     /// the token from the listing (it is logged), never from the gateway.
-    async fn index(&self, hash: &TokenHash, access: &AccessToken) {
-        let score = index_score(access);
+    async fn index(&self, hash: &TokenHash, access: &AccessToken, until: Option<u64>) {
+        let score = index_score(until);
         let now = now_millis();
         let hex = hash.to_hex();
         let mut conn = self.conn.clone();
@@ -207,6 +211,24 @@ impl RedisStore {
         }
     }
 
+    /// The refresh tokens of a grant.
+    pub async fn grant_refresh(&self, grant_id: &str) -> Result<Vec<RefreshEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = conn
+            .smembers(self.keys.grant(grant_id))
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for m in members {
+            if let Some(hash) = m.strip_prefix("r:").and_then(TokenHash::from_hex)
+                && let Some(entry) = self.get_refresh(&hash).await?
+            {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn get_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshEntry>, StoreError> {
         let mut conn = self.conn.clone();
         let (record, retired, revoked, successor): (
@@ -235,6 +257,7 @@ impl RedisStore {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
         let access = r.access;
+        let record_until = access_keep_until(access, r.refresh.map(|(_, t)| t));
         same_slot(
             &access.grant_id,
             [Some(r.old), Some(r.access_hash), r.refresh.map(|(h, _)| h)],
@@ -264,7 +287,7 @@ impl RedisStore {
             .arg(r.grace.as_millis() as u64)
             .arg(EXPIRED_RETENTION.as_millis() as u64)
             .arg(serde_json::to_string(access).map_err(corrupt)?)
-            .arg(until(access.expires_at))
+            .arg(record_until.map_or_else(String::new, |t| t.to_string()))
             .arg(r.access_hash.to_hex())
             .arg(refresh_json)
             .arg(refresh_until)
@@ -274,7 +297,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let outcome: i64 = script.invoke_async(&mut conn).await.map_err(unavailable)?;
         if outcome == 1 {
-            self.index(r.access_hash, access).await;
+            self.index(r.access_hash, access, record_until).await;
         }
         Ok(match outcome {
             1 => Rotate::Rotated,
@@ -375,7 +398,8 @@ impl RedisStore {
             .map_err(unavailable)?;
         conn.sadd::<_, _, ()>(self.keys.clients(), &client.client_id)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.bump_registry().await
     }
 
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
@@ -397,6 +421,7 @@ impl RedisStore {
         conn.srem::<_, _, ()>(self.keys.clients(), client_id)
             .await
             .map_err(unavailable)?;
+        self.bump_registry().await?;
         Ok(n > 0)
     }
 

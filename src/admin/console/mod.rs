@@ -18,6 +18,7 @@ mod clients;
 mod credentials;
 mod explain;
 mod page;
+mod scopes;
 mod session;
 mod signin;
 mod tokens;
@@ -177,6 +178,13 @@ async fn route(
         (&Method::POST, ["tokens"]) => tokens::issue(c, f).await,
         (&Method::GET, ["tokens", id, "delete"]) => tokens::confirm_delete(c, id, None),
         (&Method::POST, ["tokens", id, "delete"]) => tokens::delete(c, id).await,
+        (&Method::GET, ["scopes"]) => scopes::list(c, q).await,
+        (&Method::GET, ["scopes", "new"]) => scopes::new(c),
+        (&Method::POST, ["scopes"]) => scopes::create(c, f).await,
+        (&Method::GET, ["scopes", name]) => scopes::show(c, name).await,
+        (&Method::POST, ["scopes", name]) => scopes::update(c, name, f).await,
+        (&Method::GET, ["scopes", name, "delete"]) => scopes::confirm_delete(c, name, None),
+        (&Method::POST, ["scopes", name, "delete"]) => scopes::delete(c, name).await,
         (&Method::GET, ["credentials"]) => credentials::list(c, None).await,
         (&Method::POST, ["credentials", name, "refresh"]) => credentials::refresh(c, name).await,
         (&Method::POST, ["credentials", name, "connect"]) => credentials::connect(c, name).await,
@@ -240,5 +248,15 @@ pub fn encode(s: &str) -> String {
 
 /// The names of the declared scopes (file and store), for the clients' scope pickers.
 pub async fn scope_names(c: &Console<'_>) -> Vec<String> {
-    c.rt.config.scopes.iter().map(|s| s.name.clone()).collect()
+    let Ok(reply) = crate::admin::scopes::list(c.gateway).await else {
+        return Vec::new();
+    };
+    reply.body["scopes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -74,6 +74,7 @@ pub async fn submit(
         remote: conn.remote.ip(),
         tls: conn.tls,
         outbound: gateway.outbound(),
+        rules: &rt.rules,
     };
     let user = match check_user(&ctx, username, f.get("password").unwrap_or("")).await {
         Ok(user) => user,

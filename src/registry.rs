@@ -1,0 +1,234 @@
+//! The registry in force on this node: the file's scopes and clients merged with what the
+//! admin API keeps in the store (scopes, disabled clients), compiled for the request path.
+//!
+//! Every node follows the store's registry version (`store::registry`): [`follow`] reads it
+//! every [`POLL`] and, when it moved, reads the stored scopes and clients again and swaps in
+//! new [`Rules`]. A change made through the admin API so reaches every node within a second,
+//! without a reload, and the node that made it applies it at once. A node whose last good read
+//! is older than [`STALE_AFTER`] cannot be sure its copy is current (SPEC §11): its bearer
+//! checks answer 503 until it reads the store again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::auth::ScopeRules;
+use crate::config::{Config, Scope, is_builtin_scope, is_scope_token};
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::pattern::Pattern;
+use crate::store::{StoreError, StoredScope, TokenStore};
+use crate::token::{Millis, now_millis};
+
+/// How often a node reads the store's registry version.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// How long a node trusts its copy of the registry without reading the store.
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// `error_description` of a disabled client's token.
+pub const CLIENT_DISABLED: &str = "client disabled";
+
+/// What the store adds to the file, as last read.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub scopes: Vec<StoredScope>,
+    /// Store clients with `enabled = false`.
+    pub disabled: Vec<String>,
+}
+
+/// When this node last read the registry (ms since the epoch); `u64::MAX` for a store that
+/// is this process's own (the memory store), which is never stale.
+#[derive(Debug)]
+pub struct Freshness(AtomicU64);
+
+impl Freshness {
+    pub fn new(shared: bool) -> Freshness {
+        Freshness(AtomicU64::new(if shared { 0 } else { u64::MAX }))
+    }
+
+    fn synced(&self) {
+        if self.0.load(Ordering::Relaxed) != u64::MAX {
+            self.0.store(now_millis(), Ordering::Release);
+        }
+    }
+
+    pub fn is_fresh(&self, now: Millis) -> bool {
+        let at = self.0.load(Ordering::Acquire);
+        at == u64::MAX || now.saturating_sub(at) <= STALE_AFTER.as_millis() as u64
+    }
+}
+
+/// The compiled registry: what a bearer check consults besides the token.
+pub struct Rules {
+    pub scopes: ScopeRules,
+    /// Every scope in force, file scopes first: (name, description, source).
+    all: Vec<(Scope, &'static str)>,
+    /// Clients whose tokens are refused (file `enabled = false` and disabled store clients).
+    disabled: HashSet<Box<str>>,
+    freshness: Arc<Freshness>,
+}
+
+impl Rules {
+    pub fn new(config: &Config, snapshot: &Snapshot, freshness: Arc<Freshness>) -> Rules {
+        let mut all: Vec<(Scope, &'static str)> =
+            config.scopes.iter().map(|s| (s.clone(), "file")).collect();
+        for stored in &snapshot.scopes {
+            let key = StoredScope::key(&stored.name);
+            if all.iter().any(|(s, _)| StoredScope::key(&s.name) == key) {
+                continue; // the file wins on a clash (a file scope added after the stored one)
+            }
+            match compile(stored) {
+                Ok(scope) => all.push((scope, "store")),
+                Err(e) => {
+                    tracing::warn!(scope = %stored.name, error = %e, "stored scope skipped")
+                }
+            }
+        }
+        let plain: Vec<Scope> = all.iter().map(|(s, _)| s.clone()).collect();
+        let disabled = config
+            .clients
+            .iter()
+            .filter(|c| !c.enabled)
+            .map(|c| c.client_id.as_str())
+            .chain(
+                snapshot
+                    .disabled
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|id| config.client(id).is_none()),
+            )
+            .map(Box::from)
+            .collect();
+        Rules {
+            scopes: ScopeRules::new(&plain),
+            all,
+            disabled,
+            freshness,
+        }
+    }
+
+    /// What the registry says of a valid token of `client_id`: refused if this node's copy
+    /// may be out of date (503) or the client is disabled (401). The request path's cost is
+    /// an atomic load and, when some client is disabled, one hash lookup.
+    pub fn check(&self, client_id: &str, now: Millis) -> Result<(), GatewayError> {
+        if !self.freshness.is_fresh(now) {
+            return Err(GatewayError::StoreUnavailable);
+        }
+        if !self.disabled.is_empty() && self.disabled.contains(client_id) {
+            return Err(GatewayError::InvalidToken(CLIENT_DISABLED));
+        }
+        Ok(())
+    }
+
+    pub fn is_disabled(&self, client_id: &str) -> bool {
+        self.disabled.contains(client_id)
+    }
+
+    /// Every scope in force with its source (`"file"` or `"store"`), file scopes first.
+    pub fn all(&self) -> &[(Scope, &'static str)] {
+        &self.all
+    }
+
+    /// The scope named `name` (case-insensitively), with its source.
+    pub fn scope(&self, name: &str) -> Option<&(Scope, &'static str)> {
+        let key = StoredScope::key(name);
+        self.all
+            .iter()
+            .find(|(s, _)| StoredScope::key(&s.name) == key)
+    }
+
+    /// Is `name` a scope a client may list: built in, or in force (exact name)?
+    pub fn knows(&self, name: &str) -> bool {
+        is_builtin_scope(name) || self.all.iter().any(|(s, _)| s.name == name)
+    }
+}
+
+/// A stored scope compiled: its name checked and every pattern parsed; the error names the
+/// first pattern that does not parse.
+pub fn compile(stored: &StoredScope) -> Result<Scope, String> {
+    if !is_scope_token(&stored.name) {
+        return Err(format!(
+            "scope name {:?} must be non-empty printable ASCII without spaces, quotes or backslashes",
+            stored.name
+        ));
+    }
+    if is_builtin_scope(&stored.name) {
+        return Err(format!(
+            "`{}` is built in (it guards Tollgate's own endpoints)",
+            stored.name
+        ));
+    }
+    if stored.paths.is_empty() {
+        return Err("a scope needs at least one path in `paths`".to_owned());
+    }
+    let patterns = stored
+        .paths
+        .iter()
+        .map(|p| Pattern::parse(p).map_err(|e| format!("bad pattern {p:?} in `paths`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Scope {
+        name: stored.name.clone(),
+        description: stored.description.clone(),
+        patterns,
+    })
+}
+
+/// Reads what the store holds of the registry.
+pub async fn read(store: &TokenStore) -> Result<Snapshot, StoreError> {
+    let scopes = store.list_scopes().await?;
+    let disabled = store
+        .list_clients()
+        .await?
+        .into_iter()
+        .filter(|c| !c.enabled)
+        .map(|c| c.client_id)
+        .collect();
+    Ok(Snapshot { scopes, disabled })
+}
+
+/// Keeps this node's registry current for as long as the gateway lives (shared stores only).
+pub async fn follow(gateway: Arc<Gateway>) {
+    let mut seen: Option<u64> = None;
+    let mut failing = false;
+    loop {
+        match sync(&gateway, seen).await {
+            Ok(version) => {
+                if failing {
+                    tracing::info!("registry read again; scopes and disabled clients are current");
+                }
+                failing = false;
+                seen = Some(version);
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read the registry; bearer checks answer 503 after {STALE_AFTER:?}");
+                }
+                failing = true;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// One poll: reads the version and, if it is not `seen`, the whole registry.
+async fn sync(gateway: &Gateway, seen: Option<u64>) -> Result<u64, StoreError> {
+    let store = gateway.store();
+    let version = store.registry_version().await?;
+    if seen != Some(version) {
+        let snapshot = read(store).await?;
+        gateway.apply_registry(snapshot);
+    }
+    gateway.freshness().synced();
+    Ok(version)
+}
+
+/// Reads the registry now and applies it on this node (after a change made here, so this
+/// node does not wait for its next poll).
+pub async fn refresh(gateway: &Gateway) -> Result<(), StoreError> {
+    let snapshot = read(gateway.store()).await?;
+    gateway.apply_registry(snapshot);
+    gateway.freshness().synced();
+    Ok(())
+}
