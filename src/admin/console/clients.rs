@@ -352,8 +352,11 @@ fn body_of(f: &Form, creating: bool) -> Map<String, Value> {
         m.insert("name".into(), f.text("name").into());
         m.insert("type".into(), f.text("type").into());
     }
-    for key in ["version", "description", "logo_uri", "token_response"] {
+    for key in ["version", "description", "logo_uri"] {
         m.insert(key.into(), f.text(key).into());
+    }
+    if !f.text("token_response").is_empty() {
+        m.insert("token_response".into(), f.text("token_response").into());
     }
     let uris: Vec<Value> = f
         .text("redirect_uris")
