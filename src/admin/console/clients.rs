@@ -384,7 +384,7 @@ fn body_of(f: &Form, creating: bool) -> Map<String, Value> {
     m
 }
 
-fn s<'v>(values: &'v Map<String, Value>, key: &str) -> String {
+fn s(values: &Map<String, Value>, key: &str) -> String {
     match values.get(key) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),

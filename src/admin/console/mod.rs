@@ -107,7 +107,7 @@ pub async fn handle(
         .unwrap_or("")
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let headers = req.headers().clone();
