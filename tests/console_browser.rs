@@ -137,7 +137,9 @@ async fn an_operator_works_the_console_and_every_node_follows() {
         .goto(&format!("{admin}/console/tokens?client_id={client_id}"))
         .await;
     shot(&browser, "tokens").await;
-    let delete = browser.wait_for("a.danger").await;
+    // The client has two tokens (its own from node b first): delete the newest, listed last.
+    browser.wait_for("a.danger").await;
+    let delete = browser.find_all("a.danger").await.pop().expect("a delete link");
     browser.click(&delete).await;
     let confirm = browser.wait_for("main form button.danger").await;
     shot(&browser, "token-delete").await;
