@@ -33,6 +33,9 @@ pub struct Target {
     pub public_url: Option<String>,
     pub oauth_path: String,
     pub json: bool,
+    /// `--admin-ca`: PEM CA certificates trusted for an `https://` admin URL (`[admin.tls]`
+    /// with a private CA), beside the system roots.
+    pub admin_ca: Option<std::path::PathBuf>,
 }
 
 /// An admin command.
@@ -131,13 +134,37 @@ type HttpClient = Client<
     Full<Bytes>,
 >;
 
-fn http_client() -> Result<HttpClient, CliError> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| CliError::Usage(format!("loading the system's CA certificates: {e}")))?
-        .https_or_http()
-        .enable_http1()
-        .build();
+fn http_client(extra_ca: Option<&Path>) -> Result<HttpClient, CliError> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match extra_ca {
+        None => builder
+            .with_native_roots()
+            .map_err(|e| CliError::Usage(format!("loading the system's CA certificates: {e}")))?,
+        Some(file) => {
+            let mut roots = rustls::RootCertStore::empty();
+            // The system roots too: the token endpoint may have a public certificate.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let usage = |e: String| CliError::Usage(format!("--admin-ca {}: {e}", file.display()));
+            let mut added = 0;
+            for cert in CertificateDer::pem_file_iter(file).map_err(|e| usage(e.to_string()))? {
+                let cert = cert.map_err(|e| usage(e.to_string()))?;
+                roots.add(cert).map_err(|e| usage(e.to_string()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(usage("no certificate in the file".into()));
+            }
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder.with_tls_config(config)
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().build();
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
@@ -231,7 +258,7 @@ async fn admin_token(client: &HttpClient, t: &Target) -> Result<String, CliError
 
 /// Runs one command and prints its result.
 pub async fn run(t: &Target, cmd: Command) -> Result<(), CliError> {
-    let client = http_client()?;
+    let client = http_client(t.admin_ca.as_deref())?;
     let token = admin_token(&client, t).await?;
     let base = t.admin_url.trim_end_matches('/');
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

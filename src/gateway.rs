@@ -333,6 +333,11 @@ impl Gateway {
         &self.store
     }
 
+    /// The password-guessing limits, shared with the console's sign-in (SPEC §10).
+    pub fn throttle(&self) -> &crate::throttle::Throttle {
+        &self.throttle
+    }
+
     /// Serves one request on the public listener; `proxy` is the calling worker's upstream
     /// client (each worker runtime has its own pool).
     pub async fn handle(

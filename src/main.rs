@@ -25,9 +25,14 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Admin commands: the admin listener's URL (default: http:// + [admin].listen of --config).
+    /// Admin commands: the admin listener's URL (default: [admin].listen of --config, with
+    /// https:// when [admin.tls] is set, else http://).
     #[arg(long, env = "TOLLGATE_ADMIN_URL")]
     admin_url: Option<String>,
+    /// Admin commands: trust the CA certificates in this PEM file (besides the system's) for
+    /// an https:// admin URL, e.g. the CA that signed [admin.tls]'s certificate.
+    #[arg(long, env = "TOLLGATE_ADMIN_CA", value_name = "FILE")]
+    admin_ca: Option<PathBuf>,
     /// Admin commands: an access token with the `admin` scope. Visible in `ps`: prefer
     /// --token-file or the environment.
     // Tokens and secrets are base64url and may start with "-": never read them as flags.
@@ -209,9 +214,14 @@ fn admin_with(
         .admin_url
         .clone()
         .or_else(|| {
-            config
-                .as_ref()
-                .map(|c| format!("http://{}", c.admin.listen))
+            config.as_ref().map(|c| {
+                let scheme = if c.admin.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", c.admin.listen)
+            })
         })
         .context("no admin URL: give --admin-url (TOLLGATE_ADMIN_URL) or a readable --config")?;
     let target = cli::Target {
@@ -227,6 +237,7 @@ fn admin_with(
             .as_ref()
             .map_or_else(|| "/oauth".to_owned(), |c| c.oauth.path.clone()),
         json: cli.json,
+        admin_ca: cli.admin_ca.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -342,7 +353,8 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
             .transpose()?
             .context("no public socket")?;
         tracing::info!(listener = "public", addr = %public_addr, workers = public.len(), "listening");
-        tracing::info!(listener = "admin", addr = %admin.local_addr()?, "listening");
+        let admin_tls = config.admin.tls.is_some();
+        tracing::info!(listener = "admin", addr = %admin.local_addr()?, tls = admin_tls, "listening");
         server::run(
             Listeners { public, admin },
             config,

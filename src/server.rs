@@ -88,14 +88,20 @@ pub async fn run(
 
     let admin = {
         let gateway = Arc::clone(&gateway);
+        let admin_tls = Arc::clone(&gateway);
         let stop = wait_for(stop_rx.clone());
         tokio::spawn(serve(
             listeners.admin,
-            move |req, _| {
+            move |req, conn| {
                 let gateway = Arc::clone(&gateway);
-                async move { crate::admin::handle(&gateway, req).await }
+                async move { crate::admin::handle(&gateway, req, conn).await }
             },
-            || None,
+            // `[admin.tls]`, read per connection like `[server.tls]`: a reload's new
+            // certificate serves the next handshake.
+            move || {
+                let rt = admin_tls.runtime();
+                rt.config.admin.tls.as_ref().map(|t| Arc::clone(&t.rustls))
+            },
             stop,
             Guard::new(limits, Arc::new(Semaphore::new(limits.max_connections))),
             grace,

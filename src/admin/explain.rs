@@ -36,22 +36,49 @@ impl Explanation {
     }
 }
 
-pub async fn explain(gateway: &Gateway, req: &Request<hyper::body::Incoming>) -> Reply {
+/// `GET /admin/explain?method=&path=` with the token in `X-Explain-Token`.
+pub async fn from_request(gateway: &Gateway, req: &Request<hyper::body::Incoming>) -> Reply {
+    let mut method = None;
+    let mut path = None;
+    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "method" => method = Some(v.into_owned()),
+            "path" => path = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let token = req
+        .headers()
+        .get("x-explain-token")
+        .and_then(|v| v.to_str().ok());
+    explain(
+        gateway,
+        method.as_deref(),
+        path.as_deref().unwrap_or("/"),
+        token,
+    )
+    .await
+}
+
+/// The decision for `token` on `method` (default GET) + `path`: what the API's explain
+/// answers, and what the console's Explain page shows.
+pub async fn explain(
+    gateway: &Gateway,
+    method: Option<&str>,
+    path: &str,
+    token: Option<&str>,
+) -> Reply {
     let mut e = Explanation {
         method: Method::GET,
-        path: "/".into(),
+        path: path.to_owned(),
         normalized: None,
         route: Value::Null,
         token: Value::Null,
     };
-    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "method" => match Method::from_bytes(v.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => e.method = m,
-                Err(_) => return e.verdict(400, "invalid method", None),
-            },
-            "path" => e.path = v.into_owned(),
-            _ => {}
+    if let Some(m) = method {
+        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => e.method = m,
+            Err(_) => return e.verdict(400, "invalid method", None),
         }
     }
     let normalized = match pattern::normalize(&e.path) {
@@ -67,11 +94,7 @@ pub async fn explain(gateway: &Gateway, req: &Request<hyper::body::Incoming>) ->
     if route.auth == RouteAuth::None {
         return e.verdict(200, "public route: no token needed", None);
     }
-    let Some(token) = req
-        .headers()
-        .get("x-explain-token")
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(token) = token else {
         return e.verdict(401, "no token given (send it in X-Explain-Token)", None);
     };
     let entry = match gateway

@@ -1,14 +1,16 @@
 //! The admin listener: health, readiness, metrics, and the admin API (SPEC §7). Never served
 //! on the public port. Everything under `/admin/` needs a bearer token carrying the built-in
-//! `admin` scope, issued by this Tollgate.
+//! `admin` scope, issued by this Tollgate. The console (`console/`) serves pages for the same
+//! actions under `/console/`.
 
-mod clients;
-mod credentials;
+pub(crate) mod clients;
+mod console;
+pub(crate) mod credentials;
 
 pub use clients::CLIENT_FIELDS;
-mod explain;
-mod scopes;
-mod tokens;
+pub(crate) mod explain;
+pub(crate) mod scopes;
+pub(crate) mod tokens;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -117,9 +119,17 @@ impl Reply {
 
 pub type AdminResult = Result<Reply, AdminError>;
 
-pub async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn handle(
+    gateway: &Gateway,
+    req: Request<hyper::body::Incoming>,
+    conn: crate::server::Conn,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
+        // The console's pages (SPEC §10) sign people in with a session cookie, not a token.
+        (_, p) if p == "/console" || p.starts_with("/console/") => {
+            console::handle(gateway, req, conn).await
+        }
         (&Method::GET | &Method::HEAD, "/healthz") => {
             json_response(StatusCode::OK, &json!({"status": "ok"}))
         }
@@ -212,7 +222,7 @@ async fn api(gateway: &Gateway, req: Request<hyper::body::Incoming>, path: &str)
         (&Method::GET, ["tokens"]) => tokens::list(gateway, req.uri().query()).await,
         (&Method::POST, ["tokens"]) => tokens::issue(gateway, read_json(req).await?).await,
         (&Method::DELETE, ["tokens", id]) => tokens::delete(gateway, id).await,
-        (&Method::GET, ["explain"]) => Ok(explain::explain(gateway, &req).await),
+        (&Method::GET, ["explain"]) => Ok(explain::from_request(gateway, &req).await),
         (&Method::POST, ["reload"]) => reload(gateway).await,
         (&Method::GET, ["credentials"]) => credentials::list(gateway),
         (&Method::POST, ["credentials", name, "refresh"]) => {

@@ -61,6 +61,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Str,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize)]

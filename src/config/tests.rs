@@ -435,3 +435,28 @@ fn the_shipped_gateway_toml_is_valid() {
 mod compat;
 mod limits;
 mod network;
+
+/// `[admin.tls]` is checked like `[server.tls]`: an unreadable certificate and an unknown
+/// key are reported at their line and column; without it the admin listener is plain HTTP.
+#[test]
+fn admin_tls_errors_are_located() {
+    assert!(load(BASE).expect("valid").admin.tls.is_none());
+    let src = BASE.replace(
+        "[[scopes]]",
+        "[admin]\nlisten = \"127.0.0.1:9191\"\n\n[admin.tls]\ncert = \"nope.pem\"\nkey = \"nope-key.pem\"\n\
+         chain = \"x\"\n\n[[scopes]]",
+    );
+    let errs = errors(&src);
+    assert_eq!(
+        errs[1..],
+        ["gw.toml:12:1: unknown field `chain`, expected `cert` or `key`"],
+        "{errs:#?}"
+    );
+    let src = src.replace("chain = \"x\"\n", "");
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("gw.toml:10:8: cannot read certificate nope.pem"),
+        "{errs:#?}"
+    );
+}

@@ -18,7 +18,7 @@ pub use routes::{unreachable_routes, unreachable_warning};
 mod store;
 
 use super::cidr::{Cidr, TrustedProxies};
-use super::raw::{RawClient, RawConfig, RawRoute, RawScope, RawUser, Str, StrList};
+use super::raw::{RawClient, RawConfig, RawRoute, RawScope, RawTls, RawUser, Str, StrList};
 use super::values::{Diagnostics, interpolate, parse_duration, parse_lifetime};
 use super::*;
 use crate::pattern::Pattern;
@@ -66,17 +66,7 @@ impl Validator<'_> {
         }
         let shutdown_grace = self.duration_or(&rs.shutdown_grace, Duration::from_secs(30));
         let base = path.parent().unwrap_or(Path::new("."));
-        let tls = rs.tls.as_ref().and_then(|t| {
-            let cert = base.join(self.string(&t.cert));
-            let key = base.join(self.string(&t.key));
-            match super::tls::server_config(&cert, &key) {
-                Ok(rustls) => Some(TlsConfig { cert, key, rustls }),
-                Err(e) => {
-                    self.err(&t.cert, e);
-                    None
-                }
-            }
-        });
+        let tls = rs.tls.as_ref().and_then(|t| self.tls(t, base));
         let workers = match &rs.workers {
             Some(n) if (1..=256).contains(n.get_ref()) => *n.get_ref() as usize,
             Some(n) => {
@@ -110,6 +100,11 @@ impl Validator<'_> {
         }
         let admin = AdminConfig {
             listen: admin_listen,
+            tls: raw
+                .admin
+                .as_ref()
+                .and_then(|a| a.tls.as_ref())
+                .and_then(|t| self.tls(t, base)),
         };
 
         let store_span = raw.store.as_ref().map(|s| s.backend.span());
@@ -235,6 +230,20 @@ impl Validator<'_> {
             });
         }
         out
+    }
+
+    /// `[server.tls]` or `[admin.tls]`: the certificate and key (paths relative to the file)
+    /// loaded now, so `check` and a reload report a bad file at its line.
+    fn tls(&mut self, t: &RawTls, base: &Path) -> Option<TlsConfig> {
+        let cert = base.join(self.string(&t.cert));
+        let key = base.join(self.string(&t.key));
+        match super::tls::server_config(&cert, &key) {
+            Ok(rustls) => Some(TlsConfig { cert, key, rustls }),
+            Err(e) => {
+                self.err(&t.cert, e);
+                None
+            }
+        }
     }
 
     fn trusted_proxies(&mut self, raw: Option<&StrList>) -> TrustedProxies {

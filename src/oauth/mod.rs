@@ -13,7 +13,7 @@
 //! | `metadata.rs` | `GET /.well-known/oauth-authorization-server` |
 
 pub(crate) mod authorize;
-mod browser;
+pub(crate) mod browser;
 pub(crate) mod code;
 mod connect;
 pub(crate) mod consent;
@@ -22,7 +22,7 @@ mod introspect;
 pub(crate) mod issue;
 mod login;
 mod metadata;
-mod pages;
+pub(crate) mod pages;
 pub(crate) mod params;
 mod revoke;
 mod token;

@@ -34,10 +34,6 @@ margin-left:.5rem}.error{color:#b42318;background:#fef3f2;padding:.6rem;border-r
 color:#596172}.client{color:#596172;margin:-.6rem 0 1rem}\
 .logo{display:block;width:64px;height:64px;object-fit:contain;margin:0 0 1rem}";
 
-/// The policy of every page: nothing loads but the inline style.
-const CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
-
 /// A complete page with the headers every authorization page carries.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     page_with_csp(status, title, body, HeaderValue::from_static(CSP))
@@ -50,6 +46,17 @@ fn page_with_csp(status: StatusCode, title: &str, body: &str, csp: HeaderValue) 
 <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
         escape(title)
     );
+    html_response(status, html, csp)
+}
+
+/// The pages' Content-Security-Policy: nothing but inline styles, never framed. No
+/// form-action: the consent form's answer redirects to the client's own origin.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
+/// An HTML page with the headers every page of Tollgate carries (the console's too): never
+/// cached, never framed, no sniffing, no referrer, and `csp`.
+pub fn html_response(status: StatusCode, html: String, csp: HeaderValue) -> Response<Body> {
     let mut resp = Response::new(full(html));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -64,7 +71,6 @@ fn page_with_csp(status: StatusCode, title: &str, body: &str, csp: HeaderValue) 
         HeaderValue::from_static("nosniff"),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    // No form-action: the consent form's answer redirects to the client's own origin.
     h.insert("content-security-policy", csp);
     resp
 }

@@ -18,6 +18,7 @@
 //! - `oauth.rs`: a user agent for the login and consent pages (cookie jar), PKCE, redirect
 //!   parsing, and the clients the authorization tests register.
 //! - `html.rs`: a small HTML form parser and the headers every page must carry.
+//! - `console.rs`: the console's pages from a plain HTTP client (cookie jar, CSRF tokens).
 //! - `webdriver.rs`: a minimal W3C WebDriver client driving headless Chromium.
 //! - this file: the [`Fixture`] that ties them together, polling and assertion helpers.
 
@@ -28,6 +29,7 @@ mod admin;
 mod cli;
 mod client;
 mod config;
+mod console;
 mod gateway;
 mod html;
 mod load;
@@ -49,6 +51,7 @@ pub use admin::{
 pub use cli::{Run, tollgate, tollgate_in};
 pub use client::{Resp, basic_auth, get, post_form, post_form_from, raw, raw_get, send, send_from};
 pub use config::{Creds, GatewayConfig, Store, TlsCa, argon2_hash, client_toml, toml_list};
+pub use console::{CONSOLE_ADMIN, CONSOLE_READER, ConsoleAgent, add_console_users};
 pub use gateway::{Gateway, assert_invalid_token};
 pub use html::{Element, Form, assert_html_page, html_unescape};
 pub use load::{Answered, Load, Pooled, pooled_client, try_issue, try_send};
@@ -204,6 +207,28 @@ impl Fixture {
         tweak(&mut config);
         let rendered = config.render();
         let gw = Gateway::start(&rendered, &config.env).await;
+        Fixture {
+            gw,
+            up,
+            store,
+            creds,
+            config: rendered,
+            env: config.env,
+        }
+    }
+
+    /// Like [`Fixture::start_with`] but returns once the listeners are open, ready or not
+    /// (for an admin listener on HTTPS, whose `/readyz` the harness cannot poll in plain HTTP).
+    pub async fn start_with_unready(
+        store: Store,
+        tweak: impl FnOnce(&mut GatewayConfig),
+    ) -> Fixture {
+        let up = Upstream::start("up").await;
+        let creds = Creds::random();
+        let mut config = GatewayConfig::new(&store, &up.url(), &creds);
+        tweak(&mut config);
+        let rendered = config.render();
+        let gw = Gateway::start_unready(&rendered, &config.env).await;
         Fixture {
             gw,
             up,

@@ -289,6 +289,22 @@ impl WebDriver {
         }
     }
 
+    /// Sets the window's outer size (screenshots of a laptop-sized window).
+    pub async fn set_window(&self, width: u32, height: u32) {
+        let rect = json!({"width": width, "height": height});
+        self.cmd("POST", "/window/rect", Some(rect)).await;
+    }
+
+    /// Saves a PNG of the visible page to `path`.
+    pub async fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let value = self.cmd("GET", "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().expect("screenshot base64"))
+            .expect("screenshot is base64");
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
     /// Ends the session (closes the browser).
     pub async fn quit(self) {
         self.cmd("DELETE", "", None).await;
