@@ -112,6 +112,8 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
       local exp = r and cjson.decode(r).expires_at
       if type(exp) == 'number' and (left == -1 or now + left > exp + retention) then
         redis.call('PEXPIREAT', key, exp + retention)
+        -- Cut back into (or past) its retention hour: dropped like any expired member.
+        drop = exp <= now
       end
     end
     if drop then redis.call('SREM', KEYS[2], m) end
