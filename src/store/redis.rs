@@ -257,7 +257,9 @@ impl RedisStore {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
         let access = r.access;
-        let record_until = access_keep_until(access, r.refresh.map(|(_, t)| t));
+        // After a rotation the new access token keeps the plain retention on Redis: extending
+        // it as `issue` does would need the script to cut the old ones back (not done yet).
+        let record_until = keep_until(access.expires_at);
         same_slot(
             &access.grant_id,
             [Some(r.old), Some(r.access_hash), r.refresh.map(|(h, _)| h)],

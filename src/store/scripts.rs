@@ -105,17 +105,6 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
       local at = redis.call('HGET', key, 'retired')
       drop = at and tonumber(at) <= retired_before
     end
-    -- An older access token was kept as long as its refresh token, which is retired now:
-    -- back to its own expiry plus the retention hour.
-    if not drop and kind == 'a:' and hex ~= ARGV[7] then
-      local r = redis.call('HGET', key, 'r')
-      local exp = r and cjson.decode(r).expires_at
-      if type(exp) == 'number' and (left == -1 or now + left > exp + retention) then
-        redis.call('PEXPIREAT', key, exp + retention)
-        -- Cut back into (or past) its retention hour: dropped like any expired member.
-        drop = exp <= now
-      end
-    end
     if drop then redis.call('SREM', KEYS[2], m) end
   end
 end

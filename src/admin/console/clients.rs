@@ -12,22 +12,8 @@ use crate::admin::{AdminError, clients};
 use crate::config::{ADMIN_READ_SCOPE, ADMIN_SCOPE, INTROSPECT_SCOPE};
 use crate::error::Body;
 
-/// The form's fields, in the order errors are matched to them.
-const FIELDS: [&str; 13] = [
-    "client_id",
-    "name",
-    "version",
-    "description",
-    "type",
-    "redirect_uris",
-    "grants",
-    "scopes",
-    "access_token_ttl",
-    "refresh_count",
-    "enabled",
-    "logo_uri",
-    "token_response",
-];
+/// The form's fields, in the order errors are matched to them: the API's.
+const FIELDS: [&str; 13] = crate::admin::CLIENT_FIELDS;
 const GRANTS: [&str; 5] = [
     "authorization_code",
     "refresh_token",
