@@ -1,137 +1,29 @@
 //! The per-request pipeline on the public listener: normalise the path, serve OAuth
 //! endpoints, pick the route, authorise (→ `Permit`), forward, and write the access-log line.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hyper::header::{HOST, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method, Request, Response};
+use hyper::{HeaderMap, Request, Response};
 
 use crate::auth;
-use crate::config::{Config, ConfigError, Route, RouteAuth};
+use crate::config::{Config, ConfigError, RouteAuth};
 use crate::error::{Body, GatewayError};
 use crate::metrics::{Metrics, Validation};
 use crate::outbound::Outbound;
-use crate::pattern::{self, Matcher};
-use crate::proxy::{Forward, Proxy, Upstreams};
-use crate::registry::{Freshness, Rules, Snapshot};
+use crate::pattern;
+use crate::proxy::{Forward, Proxy};
+use crate::registry::{Freshness, Snapshot};
 use crate::server::Conn;
 use crate::store::TokenStore;
 use crate::throttle::Throttle;
 
-/// A config compiled for serving: matchers built, upstream cursors ready. Swapped whole on
-/// reload; a request keeps the one it started with.
-///
-/// A registry change (a scope or client changed through the admin API, on any node) swaps in
-/// a runtime that shares the config, routes and upstreams (with their health) of the one
-/// before and has new [`Rules`].
-pub struct Runtime {
-    pub config: Arc<Config>,
-    routes: Arc<RouteTable>,
-    /// The scopes in force (file and store) and the disabled clients.
-    pub rules: Rules,
-    upstreams: Arc<[Upstreams]>,
-}
+mod runtime;
 
-impl Runtime {
-    pub fn new(config: Config, snapshot: &Snapshot, freshness: Arc<Freshness>) -> Runtime {
-        Runtime {
-            routes: Arc::new(RouteTable::new(&config.routes)),
-            rules: Rules::new(&config, snapshot, freshness),
-            upstreams: config
-                .routes
-                .iter()
-                .map(|r| Upstreams::new(&r.upstreams, r.upstream_ca.as_ref()))
-                .collect(),
-            config: Arc::new(config),
-        }
-    }
-
-    /// This runtime with the registry as `snapshot` says.
-    fn with_registry(&self, snapshot: &Snapshot, freshness: Arc<Freshness>) -> Runtime {
-        Runtime {
-            config: Arc::clone(&self.config),
-            routes: Arc::clone(&self.routes),
-            rules: Rules::new(&self.config, snapshot, freshness),
-            upstreams: Arc::clone(&self.upstreams),
-        }
-    }
-
-    /// The route serving `method` + normalised `path` on `host`.
-    pub fn route(&self, host: Option<&str>, method: &Method, path: &str) -> Option<&Route> {
-        self.routes
-            .find(host, method, path)
-            .map(|i| &self.config.routes[i])
-    }
-
-    /// Like [`Runtime::route`], with the route's upstreams.
-    fn route_with_upstreams(
-        &self,
-        host: Option<&str>,
-        method: &Method,
-        path: &str,
-    ) -> Option<(&Route, &Upstreams)> {
-        let i = self.routes.find(host, method, path)?;
-        Some((&self.config.routes[i], &self.upstreams[i]))
-    }
-}
-
-/// Routes compiled per host: the most specific pattern wins (longest literal prefix, then
-/// literal over `{id}` over `*`), and on a tie a route bound to the request's host beats one
-/// that is not.
-struct RouteTable {
-    any_host: Matcher<usize>,
-    by_host: HashMap<String, Matcher<usize>>,
-}
-
-impl RouteTable {
-    fn new(routes: &[Route]) -> RouteTable {
-        let mut by_host: HashMap<String, Vec<_>> = HashMap::new();
-        let mut any = Vec::new();
-        for (i, r) in routes.iter().enumerate() {
-            match &r.host {
-                Some(h) => by_host
-                    .entry(h.clone())
-                    .or_default()
-                    .push((r.pattern.clone(), i)),
-                None => any.push((r.pattern.clone(), i)),
-            }
-        }
-        RouteTable {
-            any_host: Matcher::new(any),
-            by_host: by_host
-                .into_iter()
-                .map(|(h, e)| (h, Matcher::new(e)))
-                .collect(),
-        }
-    }
-
-    fn has_hosts(&self) -> bool {
-        !self.by_host.is_empty()
-    }
-
-    fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<usize> {
-        let general = self.any_host.best(method, path);
-        let specific = host
-            .filter(|_| !self.by_host.is_empty())
-            .and_then(|h| self.by_host.get(h))
-            .and_then(|m| m.best(method, path));
-        match (specific, general) {
-            (Some((hp, &hi)), Some((gp, &gi))) => {
-                // Each table's best is already its most specific; between the two, the
-                // README's order: prefix length, then literal over `{id}` over `*`, and only
-                // on a tie of both the host-bound route.
-                let host_wins = hp.path_precedence() >= gp.path_precedence();
-                Some(if host_wins { hi } else { gi })
-            }
-            (Some((_, &i)), None) | (None, Some((_, &i))) => Some(i),
-            (None, None) => None,
-        }
-    }
-}
+pub use self::runtime::Runtime;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -186,6 +78,19 @@ fn log_warnings(config: &Config) {
     }
 }
 
+/// A registry change can make a bearer route reachable (a store scope now covers it) or
+/// unreachable again (that scope changed or went): the log says which, as `run` does at start.
+fn log_reach_changes(rt: &Runtime, before: &[usize], after: &[usize]) {
+    for &i in after.iter().filter(|i| !before.contains(i)) {
+        let warning = crate::config::unreachable_warning(&rt.config.routes[i]);
+        tracing::warn!("{warning} (after a change of the scopes in the store)");
+    }
+    for &i in before.iter().filter(|i| !after.contains(i)) {
+        let route = &rt.config.routes[i];
+        tracing::info!(route = %route.name, "route is reachable now: a scope in the store covers it");
+    }
+}
+
 /// The public side of one node.
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
@@ -235,13 +140,29 @@ impl Gateway {
     }
 
     /// Swaps in the registry as read from the store (`crate::registry`).
-    pub fn apply_registry(&self, snapshot: Snapshot) {
+    /// A snapshot older than the one in force (read before it, applied after it: two admin
+    /// changes at once, or a change racing the poller) is dropped, never swapped in.
+    ///
+    /// `reset`: the store's version went back (a Redis that restarted empty, or a failover that
+    /// lost writes), so the store's word stands whatever this node held before.
+    pub fn apply_registry(&self, snapshot: Snapshot, reset: bool) {
         let mut held = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if snapshot.version < held.version && !reset {
+            return;
+        }
         let rt = self.runtime.load();
-        self.runtime.store(Arc::new(
-            rt.with_registry(&snapshot, Arc::clone(&self.freshness)),
-        ));
+        let next = rt.with_registry(&snapshot, Arc::clone(&self.freshness));
+        log_reach_changes(&next, &rt.unreachable(), &next.unreachable());
+        self.runtime.store(Arc::new(next));
         *held = snapshot;
+    }
+
+    /// The version of the registry in force on this node.
+    pub fn registry_version(&self) -> u64 {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .version
     }
 
     /// When this node last read the registry.

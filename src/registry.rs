@@ -18,7 +18,8 @@ use crate::config::{Config, Scope, is_builtin_scope, is_scope_token};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pattern::Pattern;
-use crate::store::{StoreError, StoredScope, TokenStore};
+pub use crate::store::Snapshot;
+use crate::store::{StoreError, StoredScope};
 use crate::token::{Millis, now_millis};
 
 /// How often a node reads the store's registry version.
@@ -30,14 +31,6 @@ pub const STALE_AFTER: Duration = Duration::from_secs(1);
 /// `error_description` of a disabled client's token.
 pub const CLIENT_DISABLED: &str = "client disabled";
 
-/// What the store adds to the file, as last read.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub scopes: Vec<StoredScope>,
-    /// Store clients with `enabled = false`.
-    pub disabled: Vec<String>,
-}
-
 /// When this node last read the registry (ms since the epoch); `u64::MAX` for a store that
 /// is this process's own (the memory store), which is never stale.
 #[derive(Debug)]
@@ -48,9 +41,10 @@ impl Freshness {
         Freshness(AtomicU64::new(if shared { 0 } else { u64::MAX }))
     }
 
-    fn synced(&self) {
+    /// The registry as read from a version read at `at` is current.
+    fn synced(&self, at: Millis) {
         if self.0.load(Ordering::Relaxed) != u64::MAX {
-            self.0.store(now_millis(), Ordering::Release);
+            self.0.fetch_max(at, Ordering::AcqRel);
         }
     }
 
@@ -129,6 +123,18 @@ impl Rules {
         Ok(())
     }
 
+    /// May this node answer from its copy of the registry (introspection, tokeninfo)? A
+    /// copy that may be out of date is a store error for the caller to report as 503.
+    pub fn ensure_fresh(&self, now: Millis) -> Result<(), StoreError> {
+        if self.freshness.is_fresh(now) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "the registry has not been read for over a second".to_owned(),
+            ))
+        }
+    }
+
     pub fn is_disabled(&self, client_id: &str) -> bool {
         self.disabled.contains(client_id)
     }
@@ -161,7 +167,7 @@ pub fn compile(stored: &StoredScope) -> Result<Scope, String> {
             stored.name
         ));
     }
-    if is_builtin_scope(&stored.name) {
+    if is_builtin_scope(&StoredScope::key(&stored.name)) {
         return Err(format!(
             "`{}` is built in (it guards Tollgate's own endpoints)",
             stored.name
@@ -180,19 +186,6 @@ pub fn compile(stored: &StoredScope) -> Result<Scope, String> {
         description: stored.description.clone(),
         patterns,
     })
-}
-
-/// Reads what the store holds of the registry.
-pub async fn read(store: &TokenStore) -> Result<Snapshot, StoreError> {
-    let scopes = store.list_scopes().await?;
-    let disabled = store
-        .list_clients()
-        .await?
-        .into_iter()
-        .filter(|c| !c.enabled)
-        .map(|c| c.client_id)
-        .collect();
-    Ok(Snapshot { scopes, disabled })
 }
 
 /// Keeps this node's registry current for as long as the gateway lives (shared stores only).
@@ -219,23 +212,36 @@ pub async fn follow(gateway: Arc<Gateway>) {
     }
 }
 
-/// One poll: reads the version and, if it is not `seen`, the whole registry.
+/// One poll: reads the version and, if it is not `seen`, the whole registry. The node's copy
+/// counts as current from the moment before the version was read, not after the reads.
 async fn sync(gateway: &Gateway, seen: Option<u64>) -> Result<u64, StoreError> {
+    let at = now_millis();
     let store = gateway.store();
-    let version = store.registry_version().await?;
-    if seen != Some(version) {
-        let snapshot = read(store).await?;
-        gateway.apply_registry(snapshot);
+    let mut version = store.registry_version().await?;
+    // The store's version only moves on, so one below this node's means the store lost
+    // its registry (restarted empty, or failed over to a replica behind): it is the truth.
+    let reset = version < gateway.registry_version();
+    if reset {
+        tracing::warn!(
+            version,
+            "the store's registry version went back; reading it whole again"
+        );
     }
-    gateway.freshness().synced();
+    if seen != Some(version) || reset {
+        let snapshot = store.read_registry().await?;
+        version = snapshot.version;
+        gateway.apply_registry(snapshot, reset);
+    }
+    gateway.freshness().synced(at);
     Ok(version)
 }
 
 /// Reads the registry now and applies it on this node (after a change made here, so this
 /// node does not wait for its next poll).
 pub async fn refresh(gateway: &Gateway) -> Result<(), StoreError> {
-    let snapshot = read(gateway.store()).await?;
-    gateway.apply_registry(snapshot);
-    gateway.freshness().synced();
+    let at = now_millis();
+    let snapshot = gateway.store().read_registry().await?;
+    gateway.apply_registry(snapshot, false);
+    gateway.freshness().synced(at);
     Ok(())
 }

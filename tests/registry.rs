@@ -246,10 +246,30 @@ async fn a_disabled_client_is_refused_on_every_node_within_a_second_and_enabled_
         .await;
         assert_error(&resp, 401, "invalid_client");
     }
+    // Its right secret is checked and then refused: not a guess, so never throttled (more
+    // tries than the tight per-client limit, still 401 and not 429).
+    for _ in 0..tollgate::throttle::PER_ACCOUNT_AND_ADDRESS + 2 {
+        let resp = post_form(
+            &fx.url("/oauth/token"),
+            &[("grant_type", "client_credentials")],
+            Some((&id, &secret)),
+        )
+        .await;
+        assert_error(&resp, 401, "invalid_client");
+        assert_eq!(
+            resp.json()["error_description"],
+            "client disabled",
+            "{resp}"
+        );
+    }
     let resp = admin_a
         .post("/admin/tokens", &json!({"client_id": id}))
         .await;
     assert_error(&resp, 400, "invalid_request");
+    // Explain says what the gateway does.
+    let explained = admin_a.explain("GET", "/abc/x", Some(&token)).await;
+    assert_eq!(explained["allowed"], false, "{explained}");
+    assert_eq!(explained["reason"], "client disabled", "{explained}");
     // Introspection does not call it active.
     let resp = post_form(
         &format!("{}/oauth/tokeninfo?access_token={token}", b.base_url()),
@@ -326,4 +346,125 @@ async fn admin_read_may_only_read() {
         .post("/admin/scopes", &json!({"name": "x", "paths": ["/x"]}))
         .await;
     assert_eq!(resp.status, 201, "{resp}");
+}
+
+/// A bearer route no file scope covers starts with a warning in the log; a scope created in
+/// the store makes it reachable on the other node (which says so in its log), and deleting
+/// that scope makes the node warn again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_scopes_update_the_unreachable_route_warning() {
+    let vault = "\n[[routes]]\nname = \"vault\"\npath = \"/vault/*\"\nupstreams = [\"UPSTREAM\"]\n";
+    let (_fx, b, admin_a, _) = two_nodes(|c| {
+        let route = vault.replace("UPSTREAM", &c.upstream);
+        c.extra.push_str(&route);
+    })
+    .await;
+    let warned = |logs: &[String], n: usize| {
+        logs.iter()
+            .filter(|l| l.contains("vault") && l.contains("is unreachable"))
+            .count()
+            >= n
+    };
+    assert!(warned(&b.logs(), 1), "no warning at start: {:?}", b.logs());
+    let resp = admin_a
+        .post(
+            "/admin/scopes",
+            &json!({"name": "vault", "paths": ["/vault/*"]}),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{resp}");
+    let reachable = poll(SECOND, || async {
+        b.logs()
+            .iter()
+            .any(|l| l.contains("route is reachable now") && l.contains("vault"))
+            .then_some(())
+    })
+    .await;
+    assert!(reachable.is_some(), "B did not log the route reachable");
+    assert_eq!(admin_a.delete("/admin/scopes/vault").await.status, 204);
+    let again = poll(SECOND, || async { warned(&b.logs(), 2).then_some(()) }).await;
+    assert!(again.is_some(), "B did not warn again: {:?}", b.logs());
+}
+
+/// Two creates of one scope name (differing in case) at once, on two nodes: one wins, the
+/// other is told 409, and the winner's scope is the one stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_name_have_one_winner() {
+    let (_fx, _b, admin_a, admin_b) = two_nodes(|_| {}).await;
+    for round in 0..5 {
+        let (lower, upper) = (format!("race{round}"), format!("RACE{round}"));
+        let (body_a, body_b) = (
+            json!({"name": lower, "paths": ["/a/*"]}),
+            json!({"name": upper, "paths": ["/b/*"]}),
+        );
+        let (ra, rb) = tokio::join!(
+            admin_a.post("/admin/scopes", &body_a),
+            admin_b.post("/admin/scopes", &body_b),
+        );
+        let mut statuses = [ra.status, rb.status];
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "round {round}: {ra} / {rb}");
+        let winner = if ra.status == 201 { &lower } else { &upper };
+        let shown = poll(SECOND, || async {
+            let shown = admin_a.get(&format!("/admin/scopes/{lower}")).await;
+            (shown.status == 200).then(|| shown.json())
+        })
+        .await
+        .expect("the winner reaches node A within 1 s");
+        assert_eq!(&shown["name"], winner.as_str(), "{shown}");
+    }
+}
+
+/// A Redis that loses the registry (restarted empty, or a failover that lost writes) moves
+/// the version back: the nodes take the store's word, so a scope created afterwards works
+/// everywhere within a second, and the lost one is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_version_that_goes_back_is_taken_as_the_store_s_word() {
+    let (fx, b, admin_a, admin_b) = two_nodes(|_| {}).await;
+    for i in 0..3 {
+        let resp = admin_a
+            .post(
+                "/admin/scopes",
+                &json!({"name": format!("before{i}"), "paths": ["/x/*"]}),
+            )
+            .await;
+        assert_eq!(resp.status, 201, "{resp}");
+    }
+    // This test's own redis-server: the registry hash goes, as after a restart without data.
+    let url = fx.store.redis.as_ref().expect("redis").url();
+    let mut conn = redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys = tollgate::store::keys::Keys::new(&fx.store.prefix);
+    redis::cmd("DEL")
+        .arg(keys.registry())
+        .query_async::<i64>(&mut conn)
+        .await
+        .expect("DEL");
+    let resp = admin_b
+        .post(
+            "/admin/scopes",
+            &json!({"name": "after", "description": "new", "paths": ["/reports/archive/*"]}),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{resp}");
+    let seen = poll(SECOND, || async {
+        let listed = admin_a.get("/admin/scopes").await.json();
+        let names: Vec<String> = listed["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str().map(str::to_owned))
+            .collect();
+        (names.contains(&"after".to_owned()) && !names.iter().any(|n| n.starts_with("before")))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "node A kept its newer-numbered copy after the store's reset"
+    );
+    drop(b);
 }

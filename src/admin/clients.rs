@@ -94,6 +94,9 @@ pub async fn show(gateway: &Gateway, id: &str) -> AdminResult {
 }
 
 pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
+    // The scopes a client may list are checked against the registry as the store has it
+    // now, not as this node last polled it (a scope deleted on another node a moment ago).
+    crate::registry::refresh(gateway).await?;
     let rt = gateway.runtime();
     let mut client = Client {
         client_id: String::new(),
@@ -143,7 +146,7 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         ClientType::Public => None,
     };
     gateway.store().put_client(&client).await?;
-    crate::registry::refresh(gateway).await?;
+    refresh_after_change(gateway).await;
     tracing::info!(client_id = %client.client_id, name = %client.name, "client created through the admin API");
     let mut out = view(&client, "store");
     if let (Some(secret), Value::Object(map)) = (secret, &mut out) {
@@ -154,6 +157,7 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
 }
 
 pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> AdminResult {
+    crate::registry::refresh(gateway).await?;
     let rt = gateway.runtime();
     if rt.config.client(id).is_some() {
         return Err(AdminError::conflict(
@@ -188,7 +192,7 @@ pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> Ad
     ensure_unique(gateway, &client, Some(id)).await?;
     gateway.store().put_client(&client).await?;
     // A disabled client is refused on this node at once, on the others within a second.
-    crate::registry::refresh(gateway).await?;
+    refresh_after_change(gateway).await;
     Ok(Reply::ok(view(&client, "store")))
 }
 
@@ -198,13 +202,26 @@ pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
             "this client is defined in gateway.toml; remove it there",
         ));
     }
-    if !gateway.store().delete_client(id).await? {
+    if gateway.store().get_client(id).await?.is_none() {
         return Err(AdminError::not_found(format!("no client {id:?}")));
     }
-    crate::registry::refresh(gateway).await?;
-    let revoked = gateway.store().revoke_all_of(Some(id), None).await?;
+    // Tokens first: a delete cut short leaves a client without tokens, never tokens without
+    // a client. Again after the delete, for a token issued in between.
+    let mut revoked = gateway.store().revoke_all_of(Some(id), None).await?;
+    gateway.store().delete_client(id).await?;
+    revoked += gateway.store().revoke_all_of(Some(id), None).await?;
+    refresh_after_change(gateway).await;
     tracing::info!(client_id = %id, revoked, "client deleted through the admin API; its tokens are revoked");
     Ok(Reply::no_content())
+}
+
+/// Applies a change made here on this node at once. The change itself is in the store
+/// already, so a failed read is logged, not answered: the poller (or, on a node that cannot
+/// read its store, the 503 of a stale registry) covers it.
+async fn refresh_after_change(gateway: &Gateway) {
+    if let Err(e) = crate::registry::refresh(gateway).await {
+        tracing::warn!(error = %e, "client saved; this node re-reads the registry at its next poll");
+    }
 }
 
 /// Copies the JSON fields onto `client`, checking each value's type and grammar.

@@ -9,7 +9,7 @@ use super::{AdminError, AdminResult, Reply};
 use crate::config::Scope;
 use crate::gateway::Gateway;
 use crate::registry;
-use crate::store::StoredScope;
+use crate::store::{ScopeWrite, StoredScope};
 
 /// The keys a scope has in the API.
 const FIELDS: &str = "name, description, paths";
@@ -50,23 +50,25 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
     };
     apply(&mut scope, &body)?;
     let compiled = registry::compile(&scope).map_err(AdminError::bad_request)?;
-    // Both lists as they are now: this node's copy may be a poll behind another node's change.
-    let stored = gateway.store().list_scopes().await?;
     let rt = gateway.runtime();
     let key = StoredScope::key(&scope.name);
-    let taken = rt
+    let in_file = rt
         .config
         .scopes
         .iter()
-        .any(|s| StoredScope::key(&s.name) == key)
-        || stored.iter().any(|s| StoredScope::key(&s.name) == key);
-    if taken {
+        .any(|s| StoredScope::key(&s.name) == key);
+    // The store decides between two creates of one name (on any nodes) at once.
+    if in_file
+        || !gateway
+            .store()
+            .put_scope(&scope, ScopeWrite::Create)
+            .await?
+    {
         return Err(AdminError::conflict(format!(
             "a scope named {:?} exists already (names compare case-insensitively)",
             scope.name
         )));
     }
-    gateway.store().put_scope(&scope).await?;
     registry::refresh(gateway).await?;
     tracing::info!(scope = %scope.name, "scope created through the admin API");
     Ok(Reply::new(StatusCode::CREATED, view(&compiled, "store")))
@@ -83,7 +85,13 @@ pub async fn update(gateway: &Gateway, name: &str, body: Map<String, Value>) -> 
     }
     apply(&mut scope, &body)?;
     let compiled = registry::compile(&scope).map_err(AdminError::bad_request)?;
-    gateway.store().put_scope(&scope).await?;
+    if !gateway
+        .store()
+        .put_scope(&scope, ScopeWrite::Replace)
+        .await?
+    {
+        return Err(AdminError::not_found(format!("no scope {name:?}")));
+    }
     registry::refresh(gateway).await?;
     tracing::info!(scope = %scope.name, "scope changed through the admin API");
     Ok(Reply::ok(view(&compiled, "store")))
@@ -98,6 +106,19 @@ pub async fn delete(gateway: &Gateway, name: &str) -> AdminResult {
         )));
     }
     gateway.store().delete_scope(&scope.name).await?;
+    // A client created or changed meanwhile (here or on another node) may have listed it
+    // between the check and the delete: then the scope comes back and the delete is refused.
+    if let Some(why) = listed_by(gateway, &scope.name).await? {
+        gateway
+            .store()
+            .put_scope(&scope, ScopeWrite::Create)
+            .await?;
+        registry::refresh(gateway).await?;
+        return Err(AdminError::conflict(format!(
+            "scope {:?} is in use: {why}",
+            scope.name
+        )));
+    }
     registry::refresh(gateway).await?;
     tracing::info!(scope = %scope.name, "scope deleted through the admin API");
     Ok(Reply::no_content())
@@ -119,8 +140,9 @@ async fn stored(gateway: &Gateway, name: &str) -> Result<StoredScope, AdminError
     }
     gateway
         .store()
-        .list_scopes()
+        .read_registry()
         .await?
+        .scopes
         .into_iter()
         .find(|s| StoredScope::key(&s.name) == key)
         .ok_or_else(|| AdminError::not_found(format!("no scope {name:?}")))
@@ -128,22 +150,11 @@ async fn stored(gateway: &Gateway, name: &str) -> Result<StoredScope, AdminError
 
 /// Why a scope may not be deleted: a client lists it, or a listed token carries it.
 async fn in_use(gateway: &Gateway, name: &str) -> Result<Option<String>, AdminError> {
+    if let Some(why) = listed_by(gateway, name).await? {
+        return Ok(Some(why));
+    }
     let key = StoredScope::key(name);
     let same = |s: &str| StoredScope::key(s) == key;
-    let clients: Vec<String> = super::clients::all(gateway)
-        .await?
-        .into_iter()
-        .filter(|(c, _)| c.scopes.iter().any(|s| same(s)))
-        .map(|(c, _)| c.client_id)
-        .collect();
-    if !clients.is_empty() {
-        return Ok(Some(format!(
-            "client{} {} list{} it",
-            if clients.len() == 1 { "" } else { "s" },
-            clients.join(", "),
-            if clients.len() == 1 { "s" } else { "" },
-        )));
-    }
     let tokens = super::tokens::listed(gateway, None, None).await?;
     let carrying = tokens
         .iter()
@@ -159,6 +170,25 @@ async fn in_use(gateway: &Gateway, name: &str) -> Result<Option<String>, AdminEr
         )));
     }
     Ok(None)
+}
+
+/// The clients (file and store) that list scope `name`, said in a sentence.
+async fn listed_by(gateway: &Gateway, name: &str) -> Result<Option<String>, AdminError> {
+    let key = StoredScope::key(name);
+    let clients: Vec<String> = super::clients::all(gateway)
+        .await?
+        .into_iter()
+        .filter(|(c, _)| c.scopes.iter().any(|s| StoredScope::key(s) == key))
+        .map(|(c, _)| c.client_id)
+        .collect();
+    Ok((!clients.is_empty()).then(|| {
+        format!(
+            "client{} {} list{} it",
+            if clients.len() == 1 { "" } else { "s" },
+            clients.join(", "),
+            if clients.len() == 1 { "s" } else { "" },
+        )
+    }))
 }
 
 /// Copies the JSON fields onto `scope`, checking each value's type.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hyper::Method;
 
-use super::RouteTable;
+use super::runtime::RouteTable;
 use crate::config::{Route, RouteAuth};
 use crate::pattern::Pattern;
 
@@ -73,4 +73,41 @@ fn the_most_specific_route_wins_then_the_host_bound_one() {
             .map(|i| routes[i].name.as_str());
         assert_eq!(got, *want, "host {host:?} path {path}");
     }
+}
+
+/// A registry snapshot older than the one in force is dropped (two admin changes at once, or
+/// a change racing the poll); a reset (the store's version went back) is taken as it is.
+#[tokio::test]
+async fn an_older_registry_snapshot_never_replaces_a_newer_one() {
+    use crate::registry::Snapshot;
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\
+[admin]\nlisten = \"127.0.0.1:0\"\n[store]\nbackend = \"memory\"\n";
+    let config =
+        crate::config::Config::from_str_with_env(std::path::Path::new("gw.toml"), toml, &|_| None)
+            .expect("config");
+    let store = crate::store::TokenStore::open(&config.store).expect("memory store");
+    let gateway = super::Gateway::new(config, store);
+    let snapshot = |version, disabled: &[&str]| Snapshot {
+        version,
+        scopes: Vec::new(),
+        disabled: disabled.iter().map(|s| s.to_string()).collect(),
+    };
+    gateway.apply_registry(snapshot(2, &["a", "b"]), false);
+    gateway.apply_registry(snapshot(1, &["a"]), false);
+    assert!(
+        gateway.runtime().rules.is_disabled("b"),
+        "an older snapshot won"
+    );
+    assert_eq!(gateway.registry_version(), 2);
+    gateway.apply_registry(snapshot(2, &["a", "b", "c"]), false);
+    assert!(
+        gateway.runtime().rules.is_disabled("c"),
+        "the same version is applied"
+    );
+    gateway.apply_registry(snapshot(1, &[]), true);
+    assert!(
+        !gateway.runtime().rules.is_disabled("a"),
+        "a reset is the store's word"
+    );
+    assert_eq!(gateway.registry_version(), 1);
 }

@@ -213,7 +213,6 @@ impl MemoryStore {
         self.maps
             .clients
             .insert(client.client_id.clone(), client.clone());
-        self.registry.bump();
     }
 
     pub(super) fn registry(&self) -> &super::registry::MemoryRegistry {
@@ -225,9 +224,7 @@ impl MemoryStore {
     }
 
     pub fn delete_client(&self, client_id: &str) -> bool {
-        let existed = self.maps.clients.remove(client_id).is_some();
-        self.registry.bump();
-        existed
+        self.maps.clients.remove(client_id).is_some()
     }
 
     pub fn list_clients(&self) -> Vec<Client> {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use cache::{CacheStats, TokenCache};
 pub use records::{CodeUse, RecordKind};
-pub use registry::StoredScope;
+pub use registry::{ScopeWrite, Snapshot, StoredScope};
 
 use crate::config::{Backend, Client, StoreConfig};
 use crate::metrics::Metrics;
@@ -289,14 +289,21 @@ impl TokenStore {
         }
     }
 
+    /// Creates or replaces a store client. Its `enabled` goes into the registry too, in the
+    /// order that fails safe: a disable is in force before the record says so, an enable only
+    /// after it does, so a write cut short never leaves a disabled client's tokens working.
     pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
-        match &*self.backend {
-            BackendImpl::Memory(m) => {
-                m.put_client(client);
-                Ok(())
-            }
-            BackendImpl::Redis(r) => r.put_client(client).await,
+        if !client.enabled {
+            self.set_disabled(&client.client_id, true).await?;
         }
+        match &*self.backend {
+            BackendImpl::Memory(m) => m.put_client(client),
+            BackendImpl::Redis(r) => r.put_client(client).await?,
+        }
+        if client.enabled {
+            self.set_disabled(&client.client_id, false).await?;
+        }
+        Ok(())
     }
 
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
@@ -306,11 +313,17 @@ impl TokenStore {
         }
     }
 
+    /// Deletes a store client (its tokens are the caller's to revoke, first); whether it
+    /// existed.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        match &*self.backend {
-            BackendImpl::Memory(m) => Ok(m.delete_client(client_id)),
-            BackendImpl::Redis(r) => r.delete_client(client_id).await,
+        let existed = match &*self.backend {
+            BackendImpl::Memory(m) => m.delete_client(client_id),
+            BackendImpl::Redis(r) => r.delete_client(client_id).await?,
+        };
+        if existed {
+            self.set_disabled(client_id, false).await?;
         }
+        Ok(existed)
     }
 
     pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {

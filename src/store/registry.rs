@@ -1,12 +1,12 @@
-//! What the store holds of the registry besides clients: scopes created through the admin
-//! API (SPEC §9), and a version that every change to the registry (a scope, or a store client
-//! created, changed or deleted) moves on. Each node polls the version and, when it moved,
-//! reads the registry again (`crate::registry`), so a change reaches every node within a
-//! second without a reload.
+//! What the store holds of the registry besides the client records: scopes created through
+//! the admin API (SPEC §9), the ids of disabled store clients, and a version that every change
+//! to either moves on. The three are kept together (one Redis hash, one lock in memory), so a
+//! node reads them in one step as a consistent [`Snapshot`]. Each node polls the version and,
+//! when it moved, reads the snapshot again (`crate::registry`): a change reaches every node
+//! within a second without a reload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{BackendImpl, StoreError, TokenStore};
 
@@ -26,35 +26,63 @@ impl StoredScope {
     }
 }
 
-/// The memory store's registry: one node, so the version only tells this node's own poller.
+/// The registry as read from the store in one step.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Moves on with every change; a snapshot with a lower version is older.
+    pub version: u64,
+    /// By key (lower-case name).
+    pub scopes: Vec<StoredScope>,
+    /// Store clients with `enabled = false`.
+    pub disabled: Vec<String>,
+}
+
+/// How a scope write treats one already stored under the same (case-insensitive) name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeWrite {
+    /// Only if none is stored (create): two creates of one name cannot both win.
+    Create,
+    /// Only if one is stored (update): a scope deleted meanwhile stays deleted.
+    Replace,
+}
+
+/// The memory store's registry: one node, one lock for the three parts.
 #[derive(Default)]
-pub(super) struct MemoryRegistry {
-    version: AtomicU64,
-    scopes: Mutex<BTreeMap<String, StoredScope>>,
+pub(super) struct MemoryRegistry(Mutex<State>);
+
+#[derive(Default)]
+struct State {
+    version: u64,
+    scopes: BTreeMap<String, StoredScope>,
+    disabled: BTreeSet<String>,
 }
 
 impl MemoryRegistry {
-    fn scopes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StoredScope>> {
-        self.scopes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) fn bump(&self) {
-        self.version.fetch_add(1, Ordering::Release);
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl TokenStore {
-    /// Creates or replaces a stored scope, and moves the registry version.
-    pub async fn put_scope(&self, scope: &StoredScope) -> Result<(), StoreError> {
+    /// Writes a stored scope as `how` says and moves the version; false (nothing written)
+    /// when `how`'s condition does not hold.
+    pub async fn put_scope(
+        &self,
+        scope: &StoredScope,
+        how: ScopeWrite,
+    ) -> Result<bool, StoreError> {
         match &*self.backend {
             BackendImpl::Memory(m) => {
-                m.registry()
-                    .scopes()
-                    .insert(StoredScope::key(&scope.name), scope.clone());
-                m.registry().bump();
-                Ok(())
+                let mut state = m.registry().state();
+                let key = StoredScope::key(&scope.name);
+                if state.scopes.contains_key(&key) != (how == ScopeWrite::Replace) {
+                    return Ok(false);
+                }
+                state.scopes.insert(key, scope.clone());
+                state.version += 1;
+                Ok(true)
             }
-            BackendImpl::Redis(r) => r.put_scope(scope).await,
+            BackendImpl::Redis(r) => r.put_scope(scope, how).await,
         }
     }
 
@@ -62,30 +90,55 @@ impl TokenStore {
     pub async fn delete_scope(&self, name: &str) -> Result<bool, StoreError> {
         match &*self.backend {
             BackendImpl::Memory(m) => {
-                let existed = m
-                    .registry()
-                    .scopes()
-                    .remove(&StoredScope::key(name))
-                    .is_some();
-                m.registry().bump();
+                let mut state = m.registry().state();
+                let existed = state.scopes.remove(&StoredScope::key(name)).is_some();
+                state.version += 1;
                 Ok(existed)
             }
             BackendImpl::Redis(r) => r.delete_scope(name).await,
         }
     }
 
-    /// Every stored scope, by name.
-    pub async fn list_scopes(&self) -> Result<Vec<StoredScope>, StoreError> {
+    /// Marks a store client disabled or not, and moves the version.
+    pub(super) async fn set_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
         match &*self.backend {
-            BackendImpl::Memory(m) => Ok(m.registry().scopes().values().cloned().collect()),
-            BackendImpl::Redis(r) => r.list_scopes().await,
+            BackendImpl::Memory(m) => {
+                let mut state = m.registry().state();
+                if disabled {
+                    state.disabled.insert(client_id.to_owned());
+                } else {
+                    state.disabled.remove(client_id);
+                }
+                state.version += 1;
+                Ok(())
+            }
+            BackendImpl::Redis(r) => r.set_disabled(client_id, disabled).await,
         }
     }
 
-    /// The registry's version: it changes whenever a stored scope or client does.
+    /// The whole registry, read in one step.
+    pub async fn read_registry(&self) -> Result<Snapshot, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => {
+                let state = m.registry().state();
+                Ok(Snapshot {
+                    version: state.version,
+                    scopes: state.scopes.values().cloned().collect(),
+                    disabled: state.disabled.iter().cloned().collect(),
+                })
+            }
+            BackendImpl::Redis(r) => r.read_registry().await,
+        }
+    }
+
+    /// The registry's version: it moves whenever a stored scope or a client's `enabled` does.
     pub async fn registry_version(&self) -> Result<u64, StoreError> {
         match &*self.backend {
-            BackendImpl::Memory(m) => Ok(m.registry().version.load(Ordering::Acquire)),
+            BackendImpl::Memory(m) => Ok(m.registry().state().version),
             BackendImpl::Redis(r) => r.registry_version().await,
         }
     }

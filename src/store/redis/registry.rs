@@ -1,16 +1,23 @@
 //! The registry on Redis: one hash `Pregistry` holding every stored scope (field
-//! `s:<lower-case name>`, the scope's JSON) and the version (field `v`). One key, so one slot:
-//! a change and its version move together, also on a cluster.
+//! `s:<lower-case name>`, the scope's JSON), every disabled store client (field `d:<id>`) and
+//! the version (field `v`). One key, so one slot: a change and its version move together,
+//! also on a cluster, and one HGETALL reads a consistent snapshot.
 
 use redis::AsyncCommands;
 
 use super::{RedisStore, unavailable};
 use crate::store::StoreError;
-use crate::store::registry::StoredScope;
+use crate::store::registry::{ScopeWrite, Snapshot, StoredScope};
 
-/// Sets (ARGV[2] not empty) or deletes field ARGV[1] of KEYS[1] and moves the version `v`;
-/// returns how many fields it deleted or 1 for a set.
+/// Writes field ARGV[1] of KEYS[1] and moves the version `v`. ARGV[2] is the value ('' =
+/// delete the field); ARGV[3] is the condition: 'nx' (only if absent), 'xx' (only if present)
+/// or ''. Returns 0 when the condition fails (nothing written, version kept), otherwise 1
+/// (for a delete: how many fields went, the version moving either way).
 pub const REGISTRY_PUT: &str = r"
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1])
+if (ARGV[3] == 'nx' and exists == 1) or (ARGV[3] == 'xx' and exists == 0) then
+  return 0
+end
 local n = 1
 if ARGV[2] == '' then
   n = redis.call('HDEL', KEYS[1], ARGV[1])
@@ -20,58 +27,84 @@ end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 return n";
 
-fn field(name: &str) -> String {
+fn scope_field(name: &str) -> String {
     format!("s:{}", StoredScope::key(name))
 }
 
+fn disabled_field(client_id: &str) -> String {
+    format!("d:{client_id}")
+}
+
 impl RedisStore {
-    pub async fn put_scope(&self, scope: &StoredScope) -> Result<(), StoreError> {
+    pub async fn put_scope(
+        &self,
+        scope: &StoredScope,
+        how: ScopeWrite,
+    ) -> Result<bool, StoreError> {
         let json = serde_json::to_string(scope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.registry_put(&field(&scope.name), &json)
+        let condition = match how {
+            ScopeWrite::Create => "nx",
+            ScopeWrite::Replace => "xx",
+        };
+        let written = self
+            .registry_put(&scope_field(&scope.name), &json, condition)
+            .await?;
+        Ok(written > 0)
+    }
+
+    pub async fn delete_scope(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.registry_put(&scope_field(name), "", "").await? > 0)
+    }
+
+    pub async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<(), StoreError> {
+        let value = if disabled { "1" } else { "" };
+        self.registry_put(&disabled_field(client_id), value, "")
             .await
             .map(drop)
     }
 
-    pub async fn delete_scope(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.registry_put(&field(name), "").await? > 0)
-    }
-
-    /// Moves the registry version (a store client changed).
-    pub async fn bump_registry(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        conn.hincr::<_, _, _, ()>(self.keys.registry(), "v", 1)
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn registry_put(&self, field: &str, value: &str) -> Result<i64, StoreError> {
+    async fn registry_put(
+        &self,
+        field: &str,
+        value: &str,
+        condition: &str,
+    ) -> Result<i64, StoreError> {
         let mut conn = self.conn.clone();
         self.registry_put
             .key(self.keys.registry())
             .arg(field)
             .arg(value)
+            .arg(condition)
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(unavailable)
     }
 
-    pub async fn list_scopes(&self) -> Result<Vec<StoredScope>, StoreError> {
+    pub async fn read_registry(&self) -> Result<Snapshot, StoreError> {
         let mut conn = self.conn.clone();
         let all: Vec<(String, String)> = conn
             .hgetall(self.keys.registry())
             .await
             .map_err(unavailable)?;
-        let mut out = Vec::new();
-        for (field, json) in all {
-            if field.starts_with("s:") {
-                out.push(
-                    serde_json::from_str(&json)
+        let mut snapshot = Snapshot::default();
+        for (field, value) in all {
+            if let Some(id) = field.strip_prefix("d:") {
+                snapshot.disabled.push(id.to_owned());
+            } else if field.starts_with("s:") {
+                snapshot.scopes.push(
+                    serde_json::from_str(&value)
                         .map_err(|e| StoreError::Corrupt(format!("scope {field}: {e}")))?,
                 );
+            } else if field == "v" {
+                snapshot.version = value
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("registry version {value:?}")))?;
             }
         }
-        out.sort_by(|a: &StoredScope, b| StoredScope::key(&a.name).cmp(&StoredScope::key(&b.name)));
-        Ok(out)
+        snapshot
+            .scopes
+            .sort_by(|a, b| StoredScope::key(&a.name).cmp(&StoredScope::key(&b.name)));
+        Ok(snapshot)
     }
 
     pub async fn registry_version(&self) -> Result<u64, StoreError> {
