@@ -115,6 +115,17 @@ pub async fn explain(
     if expired {
         return e.verdict(401, "token expired", None);
     }
+    match rt.rules.check(&t.client_id, now_millis()) {
+        Ok(()) => {}
+        Err(crate::error::GatewayError::InvalidToken(why)) => return e.verdict(401, why, None),
+        Err(_) => {
+            return e.verdict(
+                503,
+                "this node cannot be sure its registry is current (store unreachable)",
+                None,
+            );
+        }
+    }
     let covering = rt.rules.scopes.explain(&e.method, &normalized);
     if let Some((scope, pat)) = covering
         .iter()

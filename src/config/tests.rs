@@ -136,6 +136,11 @@ fn errors_carry_file_line_and_column() {
             "gw.toml:7:8: `admin` is built in",
         ),
         (
+            "name = \"reports\"",
+            "name = \"Admin:Read\"",
+            "gw.toml:7:8: `Admin:Read` is built in",
+        ),
+        (
             "paths = [\"/abc/*\", \"GET /reports/{id}\"]",
             "paths = [\"/abc/*/x\"]",
             "gw.toml:8:10: invalid path pattern",
@@ -381,7 +386,7 @@ fn duplicates_are_refused() {
             .any(|e| e.contains("already named")),
         "name+version unique, name compared case-insensitively"
     );
-    let scope2 = "[[scopes]]\nname = \"reports\"\npaths = [\"/x\"]\n";
+    let scope2 = "[[scopes]]\nname = \"REPORTS\"\npaths = [\"/x\"]\n";
     assert!(
         errors(&twice(scope2))
             .iter()

@@ -172,13 +172,16 @@ impl Validator<'_> {
             let name = self.string(&s.name);
             if !is_scope_token(&name) {
                 self.err(&s.name, "scope name must be non-empty printable ASCII without spaces, quotes or backslashes");
-            } else if is_builtin_scope(&name) {
+            } else if is_builtin_scope(&name.to_lowercase()) {
                 self.err(
                     &s.name,
                     format!("`{name}` is built in (it guards Tollgate's own endpoints) and cannot be declared"),
                 );
-            } else if !seen.insert(name.clone()) {
-                self.err(&s.name, format!("duplicate scope name {name:?}"));
+            } else if !seen.insert(name.to_lowercase()) {
+                self.err(
+                    &s.name,
+                    format!("duplicate scope name {name:?} (names compare case-insensitively)"),
+                );
             }
             if s.paths.get_ref().is_empty() {
                 self.d

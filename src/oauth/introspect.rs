@@ -58,7 +58,11 @@ async fn describe(
                 exp: t.expires_at,
             })
         };
-        // A disabled client's tokens are not active while it is disabled (SPEC §9).
+        // A disabled client's tokens are not active while it is disabled (SPEC §9), and a
+        // node that cannot be sure it knows who is disabled does not say "active" (§11).
+        if active.is_some() {
+            ctx.rules.ensure_fresh(now)?;
+        }
         let visible = active.filter(|a| {
             (sees_all || a.client_id == caller.client_id) && !ctx.rules.is_disabled(&a.client_id)
         });
@@ -133,7 +137,11 @@ pub async fn tokeninfo(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Re
     let Some(token) = params.get("access_token") else {
         return OAuthError::invalid_token("access_token is required").into_response();
     };
-    let entry = match ctx.store.lookup_access(&TokenHash::of(token)).await {
+    let looked_up = match ctx.rules.ensure_fresh(now_millis()) {
+        Ok(()) => ctx.store.lookup_access(&TokenHash::of(token)).await,
+        Err(e) => Err(e),
+    };
+    let entry = match looked_up {
         Ok(Some(e))
             if !e.revoked
                 && !e.token.is_expired(now_millis())

@@ -59,11 +59,21 @@ impl<'a> Ctx<'a> {
     /// created through the admin API and kept in the store. A disabled client is not found:
     /// it gets no tokens, codes or introspection (SPEC §9).
     pub async fn client(&self, client_id: &str) -> Result<Option<Cow<'a, Client>>, StoreError> {
-        let found = match self.config.client(client_id) {
+        Ok(self
+            .client_even_disabled(client_id)
+            .await?
+            .filter(|c| c.enabled))
+    }
+
+    /// The file's client `client_id`, or else the store's, whether enabled or not.
+    pub async fn client_even_disabled(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Cow<'a, Client>>, StoreError> {
+        Ok(match self.config.client(client_id) {
             Some(c) => Some(Cow::Borrowed(c)),
             None => self.store.get_client(client_id).await?.map(Cow::Owned),
-        };
-        Ok(found.filter(|c| c.enabled))
+        })
     }
 }
 

@@ -203,11 +203,22 @@ pub async fn authenticate<'c>(
             _ => Err(failed()),
         };
     };
-    let client = ctx.client(&id).await?;
-    let authenticated = |client| Authenticated {
-        client,
-        via_basic,
-        defaulted: false,
+    // A disabled client's secret is checked like any other (a right one is no guess, and
+    // is not throttled as one), and only then refused.
+    let client = ctx.client_even_disabled(&id).await?;
+    let authenticated = |client: Cow<'c, Client>| {
+        if client.enabled {
+            Ok(Authenticated {
+                client,
+                via_basic,
+                defaulted: false,
+            })
+        } else {
+            Err(OAuthError {
+                basic_challenge: via_basic,
+                ..OAuthError::invalid_client(crate::registry::CLIENT_DISABLED)
+            })
+        }
     };
     // A secret verified moments ago is no guess: it needs no throttled check, only a look
     // at whether the client is locked (which stays locked for it too). Every other path
@@ -223,7 +234,7 @@ pub async fn authenticate<'c>(
             .refused(Account::Client, &id, ctx.remote)
             .await
             .map_err(denied)?;
-        return Ok(authenticated(client));
+        return authenticated(client);
     }
     let attempt = ctx
         .throttle
@@ -245,7 +256,7 @@ pub async fn authenticate<'c>(
         (ClientType::Confidential, Some(hash)) => {
             if crate::secret::verify_blocking(secret, hash.clone()).await {
                 attempt.refund();
-                Ok(authenticated(client))
+                authenticated(client)
             } else {
                 Err(failed())
             }
