@@ -237,11 +237,14 @@ async fn redis_grant_members_are_pruned_on_rotation() {
     let store = Store::redis().await;
     let ts = open(&store);
     let mut current = new_grant(&ts, "long").await;
+    let mut access = token_of("long", "long-a0");
     for i in 0..30 {
-        // Already expired access tokens: their records are gone at once.
-        let (outcome, _, next) = rotate(&ts, "long", current, &format!("long-{i}"), Some(1)).await;
+        // Already expired access tokens: each is kept while its refresh token is live (for
+        // the admin listing), then cut back by the next rotation, and so gone at once.
+        let (outcome, a, next) = rotate(&ts, "long", current, &format!("long-{i}"), Some(1)).await;
         assert_eq!(outcome, Rotate::Rotated);
         current = next;
+        access = a;
     }
     let client = redis::Client::open(store.redis.as_ref().expect("redis").url()).expect("url");
     let mut conn = client
@@ -253,10 +256,59 @@ async fn redis_grant_members_are_pruned_on_rotation() {
         .query_async(&mut conn)
         .await
         .expect("SMEMBERS");
+    // Left: the live refresh token, the access token issued with it, and the first access
+    // token (still live: revoking the grant must reach it).
+    let mut members = members;
+    members.sort();
+    let mut expected = vec![
+        format!("r:{}", current.to_hex()),
+        format!("a:{}", access.to_hex()),
+        format!("a:{}", token_of("long", "long-a0").to_hex()),
+    ];
+    expected.sort();
+    assert_eq!(members, expected, "after 30 refreshes");
+}
+
+/// Redis: an access token issued by a refresh is kept as long as the refresh token issued
+/// with it (so the admin listing shows it expired while the grant can be refreshed, SPEC §9),
+/// and the rotation cuts the grant's older access token back to an hour after its expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refreshed_access_tokens_are_kept_as_long_as_their_refresh_token() {
+    let store = Store::redis().await;
+    let ts = open(&store);
+    let first = new_grant(&ts, "kept").await;
+    let first_access = token_of("kept", "kept-a0");
+    let (outcome, access, _) =
+        rotate(&ts, "kept", first, "kept-1", Some(now_millis() + 1_000)).await;
+    assert_eq!(outcome, Rotate::Rotated);
+    let client = redis::Client::open(store.redis.as_ref().expect("redis").url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys = tollgate::store::keys::Keys::new(&store.prefix);
+    let pttl = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .expect("PTTL")
+        }
+    };
+    const MIN: i64 = 60_000;
+    // The refresh token lives an hour: the new access record an hour past that.
+    let new_left = pttl(keys.access(&access)).await;
     assert!(
-        members.len() <= 2,
-        "the grant lists {} members after 30 refreshes: {members:?}",
-        members.len()
+        new_left > 110 * MIN,
+        "the refreshed access token is kept only {new_left} ms"
     );
-    assert!(members.contains(&format!("r:{}", current.to_hex())));
+    // The first access token expires in 10 minutes: cut back to an hour after that.
+    let old_left = pttl(keys.access(&first_access)).await;
+    assert!(
+        (0..=71 * MIN).contains(&old_left),
+        "the older access token is still kept {old_left} ms"
+    );
+    let _ = &mut conn;
 }

@@ -45,14 +45,18 @@ pub async fn listed(
     for (hash, entry) in found {
         let t = &entry.token;
         let expired = t.is_expired(now);
-        if expired && !store.refreshable(t).await? {
+        let refreshable = store.refreshable(t).await?;
+        if expired && !refreshable {
             continue;
         }
         let client = match rt.config.client(&t.client_id) {
             Some(c) => Some(Cow::Borrowed(c)),
             None => store.get_client(&t.client_id).await?.map(Cow::Owned),
         };
+        // A token without a live refresh token (client credentials, an admin-made token,
+        // one whose refresh token was used) has no refreshes left, whatever its client's cap.
         let refreshes_left = match client.map(|c| c.refresh_count) {
+            _ if !refreshable => Some(0),
             Some(RefreshCount::Limited(n)) => Some(n.saturating_sub(t.refreshes_used)),
             _ => None,
         };

@@ -257,9 +257,9 @@ impl RedisStore {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let until = |at: Option<u64>| keep_until(at).map_or_else(String::new, |t| t.to_string());
         let access = r.access;
-        // After a rotation the new access token keeps the plain retention on Redis: extending
-        // it as `issue` does would need the script to cut the old ones back (not done yet).
-        let record_until = keep_until(access.expires_at);
+        // Kept as long as its refresh token, as `issue` does; the script cuts the older
+        // access tokens of the grant back to the plain retention.
+        let record_until = access_keep_until(access, r.refresh.map(|(_, t)| t));
         same_slot(
             &access.grant_id,
             [Some(r.old), Some(r.access_hash), r.refresh.map(|(h, _)| h)],
@@ -400,8 +400,7 @@ impl RedisStore {
             .map_err(unavailable)?;
         conn.sadd::<_, _, ()>(self.keys.clients(), &client.client_id)
             .await
-            .map_err(unavailable)?;
-        self.bump_registry().await
+            .map_err(unavailable)
     }
 
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
@@ -423,7 +422,6 @@ impl RedisStore {
         conn.srem::<_, _, ()>(self.keys.clients(), client_id)
             .await
             .map_err(unavailable)?;
-        self.bump_registry().await?;
         Ok(n > 0)
     }
 

@@ -91,7 +91,10 @@ if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 's', ARGV[11]) end
 redis.call('HSET', KEYS[1], 'retired', ARGV[1])
 
 -- Prune members revoking the grant no longer needs to reach: gone, expired (a record in its
--- retention hour has less than that left to live), or retired past the grace window.
+-- retention hour has less than that left to live), or retired past the grace window. The
+-- older access tokens were kept as long as the refresh token issued with them (for the
+-- admin listing); that one is retired now, so they are cut back to the plain retention
+-- hour after their expiry, and go at once when that hour is over.
 local retention = tonumber(ARGV[4])
 local retired_before = now - tonumber(ARGV[3])
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -100,6 +103,19 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     local hex = string.sub(m, 3)
     local key = ARGV[2] .. '{' .. string.sub(hex, 1, 4) .. '}' .. (kind == 'a:' and 'at:' or 'rt:') .. hex
     local left = redis.call('PTTL', key)
+    if kind == 'a:' and hex ~= ARGV[7] and left ~= -2 then
+      local record = redis.call('HGET', key, 'r')
+      local exp = record and cjson.decode(record).expires_at
+      if type(exp) == 'number' and (left == -1 or now + left > exp + retention) then
+        if exp + retention <= now then
+          redis.call('DEL', key)
+          left = -2
+        else
+          redis.call('PEXPIREAT', key, exp + retention)
+          left = exp + retention - now
+        end
+      end
+    end
     local drop = left == -2 or (left >= 0 and left < retention)
     if not drop and kind == 'r:' then
       local at = redis.call('HGET', key, 'retired')
