@@ -60,7 +60,7 @@ async fn sign_in_cookie_headers_and_refusals() {
         "/console/scopes",
         "/console/credentials",
         "/console/explain",
-        "/console/clients/new",
+        "/console/new/client",
     ] {
         let page = agent.get(path).await;
         assert_eq!(page.status, 200, "{path}: {page}");
@@ -127,7 +127,7 @@ async fn csrf_and_read_only_sessions() {
     assert!(!none.to_string().contains("Forged"), "{none}");
 
     let made = agent
-        .post("/console/clients/new", "/console/clients", &fields)
+        .post("/console/new/client", "/console/clients", &fields)
         .await;
     assert_eq!(made.status, 201, "{made}");
     assert!(made.body.contains("Client secret"), "{made}");
@@ -188,6 +188,51 @@ async fn csrf_and_read_only_sessions() {
     assert_eq!(resp.status, 403, "{resp}");
     assert!(cross.jar.get("tollgate_console").is_none());
     let _ = OPS_CLIENT;
+}
+
+/// A client or a scope may be called `new`: its page is its own, not an "add" form (the add
+/// forms live under /console/new/).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_like_console_words_have_their_pages() {
+    let fx = fixture().await;
+    let admin_api = common::Admin::new(&fx.gw.admin_url(), &admin_token(&fx).await);
+    let made = admin_api
+        .post(
+            "/admin/scopes",
+            &serde_json::json!({"name": "new", "description": "the scope called new", "paths": ["/new/*"]}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{made}");
+    admin_api
+        .create_client(&serde_json::json!({
+            "client_id": "new", "name": "Called new", "type": "confidential",
+            "grants": ["client_credentials"], "scopes": ["new"]
+        }))
+        .await;
+    let mut agent =
+        ConsoleAgent::signed_in(&fx.gw.admin_url(), CONSOLE_ADMIN, &fx.creds.password).await;
+    let client = agent.get("/console/clients/new").await;
+    assert_eq!(client.status, 200, "{client}");
+    assert!(client.body.contains("Called new"), "{client}");
+    assert!(
+        client.body.contains("Delete"),
+        "the client's own page: {client}"
+    );
+    let scope = agent.get("/console/scopes/new").await;
+    assert_eq!(scope.status, 200, "{scope}");
+    assert!(scope.body.contains("the scope called new"), "{scope}");
+    for (list, add) in [
+        ("/console/clients", "/console/new/client"),
+        ("/console/scopes", "/console/new/scope"),
+        ("/console/tokens", "/console/new/token"),
+    ] {
+        let page = agent.get(list).await;
+        assert!(
+            page.body.contains(&format!("href=\"{add}")),
+            "{list}: {page}"
+        );
+        assert_eq!(agent.get(add).await.status, 200, "{add}");
+    }
 }
 
 /// Wrong passwords on the console's sign-in are throttled like the login page's: a 429

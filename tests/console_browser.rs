@@ -92,7 +92,7 @@ async fn an_operator_works_the_console_and_every_node_follows() {
         .await;
 
     // Add a client; its secret, shown once, works at node b's token endpoint.
-    browser.goto(&format!("{admin}/console/clients/new")).await;
+    browser.goto(&format!("{admin}/console/new/client")).await;
     fill(&browser, "input[name=name]", "Browser App").await;
     fill(&browser, "input[name=version]", "1.0").await;
     fill(&browser, "input[name=description]", "Made in the console").await;
@@ -124,7 +124,7 @@ async fn an_operator_works_the_console_and_every_node_follows() {
 
     // Add a token; use it on node a; delete it; node b refuses it within a second.
     browser
-        .goto(&format!("{admin}/console/tokens/new?client_id={client_id}"))
+        .goto(&format!("{admin}/console/new/token?client_id={client_id}"))
         .await;
     fill(&browser, "input[name=scope]", "reports").await;
     submit(&browser, "/console/tokens").await;
@@ -156,7 +156,7 @@ async fn an_operator_works_the_console_and_every_node_follows() {
     .await;
 
     // Scopes: a bad pattern is shown next to the paths, the input kept; then saved.
-    browser.goto(&format!("{admin}/console/scopes/new")).await;
+    browser.goto(&format!("{admin}/console/new/scope")).await;
     fill(&browser, "input[name=name]", "browser-docs").await;
     fill(
         &browser,
@@ -200,7 +200,7 @@ async fn an_operator_works_the_console_and_every_node_follows() {
     shot(&browser, "scope-delete-refused").await;
 
     // A scope nobody uses is deleted.
-    browser.goto(&format!("{admin}/console/scopes/new")).await;
+    browser.goto(&format!("{admin}/console/new/scope")).await;
     fill(&browser, "input[name=name]", "scratch").await;
     fill(&browser, "textarea[name=paths]", "/scratch/*").await;
     submit(&browser, "/console/scopes").await;

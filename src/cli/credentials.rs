@@ -66,18 +66,18 @@ pub fn print(cmd: &CredentialsCommand, v: &Value) {
                 "connected_users",
                 "last_error",
             ];
-            super::table(&cols, &rows);
+            super::print::table(&cols, &rows);
         }
         CredentialsCommand::Refresh { name } => {
             println!(
                 "credential {name}: {} (expires {})",
-                super::s(v, "status"),
-                super::s(v, "expires_at")
+                super::print::s(v, "status"),
+                super::print::s(v, "expires_at")
             );
         }
         CredentialsCommand::Authorize { .. } => {
             println!("Open this URL in a browser and consent at the provider:");
-            println!("{}", super::s(v, "authorize_url"));
+            println!("{}", super::print::s(v, "authorize_url"));
         }
         CredentialsCommand::Disconnect { name, username } => match username {
             Some(u) => println!("credential {name}: the tokens of {u} are forgotten"),

@@ -85,13 +85,13 @@ pub fn print(cmd: &ScopesCommand, v: &Value) {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            super::table(&["name", "source", "paths", "description"], &rows);
+            super::print::table(&["name", "source", "paths", "description"], &rows);
         }
         ScopesCommand::Show { .. }
         | ScopesCommand::Create { .. }
         | ScopesCommand::Update { .. } => {
             for key in ["name", "source", "paths", "description"] {
-                println!("{key:<12} {}", super::s(v, key));
+                println!("{key:<12} {}", super::print::s(v, key));
             }
         }
         ScopesCommand::Delete { name } => println!("scope {name} deleted"),

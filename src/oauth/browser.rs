@@ -239,11 +239,37 @@ pub fn see_other(location: &str) -> Answer {
 /// proxy that ends TLS, which `public_url`'s scheme tells.
 pub fn set_cookie(resp: &mut Answer, ctx: &Ctx<'_>, name: &str, value: &str, max_age: Duration) {
     let secure = ctx.tls || ctx.config.server.public_url.starts_with("https://");
+    let attrs = CookieAttrs {
+        path: &ctx.config.oauth.path,
+        same_site: "Lax",
+        secure,
+    };
+    append_cookie(resp, name, value, max_age, &attrs);
+}
+
+/// Where a cookie goes and who may send it back; always `HttpOnly`.
+pub struct CookieAttrs<'a> {
+    pub path: &'a str,
+    /// `Lax` for the login pages (the client's redirect brings the browser back), `Strict`
+    /// for the console.
+    pub same_site: &'static str,
+    pub secure: bool,
+}
+
+/// Appends a `Set-Cookie`; `max_age` zero deletes the cookie.
+pub fn append_cookie(
+    resp: &mut Answer,
+    name: &str,
+    value: &str,
+    max_age: Duration,
+    attrs: &CookieAttrs<'_>,
+) {
     let cookie = format!(
-        "{name}={value}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
-        ctx.config.oauth.path,
+        "{name}={value}; Path={}; Max-Age={}; HttpOnly; SameSite={}{}",
+        attrs.path,
         max_age.as_secs(),
-        if secure { "; Secure" } else { "" }
+        attrs.same_site,
+        if attrs.secure { "; Secure" } else { "" }
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(SET_COOKIE, v);

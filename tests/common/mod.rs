@@ -201,20 +201,7 @@ impl Fixture {
 
     /// Starts with the typical config after `tweak` has adjusted it.
     pub async fn start_with(store: Store, tweak: impl FnOnce(&mut GatewayConfig)) -> Fixture {
-        let up = Upstream::start("up").await;
-        let creds = Creds::random();
-        let mut config = GatewayConfig::new(&store, &up.url(), &creds);
-        tweak(&mut config);
-        let rendered = config.render();
-        let gw = Gateway::start(&rendered, &config.env).await;
-        Fixture {
-            gw,
-            up,
-            store,
-            creds,
-            config: rendered,
-            env: config.env,
-        }
+        Fixture::launch(store, tweak, true).await
     }
 
     /// Like [`Fixture::start_with`] but returns once the listeners are open, ready or not
@@ -223,12 +210,20 @@ impl Fixture {
         store: Store,
         tweak: impl FnOnce(&mut GatewayConfig),
     ) -> Fixture {
+        Fixture::launch(store, tweak, false).await
+    }
+
+    async fn launch(store: Store, tweak: impl FnOnce(&mut GatewayConfig), ready: bool) -> Fixture {
         let up = Upstream::start("up").await;
         let creds = Creds::random();
         let mut config = GatewayConfig::new(&store, &up.url(), &creds);
         tweak(&mut config);
         let rendered = config.render();
-        let gw = Gateway::start_unready(&rendered, &config.env).await;
+        let gw = if ready {
+            Gateway::start(&rendered, &config.env).await
+        } else {
+            Gateway::start_unready(&rendered, &config.env).await
+        };
         Fixture {
             gw,
             up,

@@ -23,16 +23,7 @@ const GRANTS: [&str; 5] = [
 ];
 
 fn failed(c: &Console<'_>, e: &AdminError) -> Response<Body> {
-    page(
-        c,
-        e.status,
-        "Clients",
-        Nav::Clients,
-        &format!(
-            "<h1>Clients</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"{BASE}/clients\">All clients</a></p>",
-            esc(&e.description)
-        ),
-    )
+    super::page::failed(c, Nav::Clients, e)
 }
 
 pub async fn list(c: &Console<'_>, q: &Form) -> Response<Body> {
@@ -79,7 +70,7 @@ pub async fn list(c: &Console<'_>, q: &Form) -> Response<Body> {
         rows.push_str("<tr><td colspan=\"7\" class=\"note\">No clients match.</td></tr>");
     }
     let add = if c.can_write() {
-        format!("<a class=\"button\" href=\"{BASE}/clients/new\">Add client</a>")
+        format!("<a class=\"button\" href=\"{BASE}/new/client\">Add client</a>")
     } else {
         String::new()
     };
@@ -215,15 +206,9 @@ async fn detail(
         let toggle = button(
             c,
             &format!("{BASE}/clients/{}/enabled", encode(id)),
+            &[("enabled", if enabled { "false" } else { "true" })],
             if enabled { "Disable" } else { "Enable" },
             "secondary",
-        )
-        .replace(
-            "<button",
-            &format!(
-                "<input type=\"hidden\" name=\"enabled\" value=\"{}\"><button",
-                !enabled
-            ),
         );
         let choices = scope_choices(c).await;
         format!(

@@ -30,11 +30,12 @@ pub async fn list(c: &Console<'_>, flash: Option<(bool, String)>) -> Response<Bo
             actions.push_str(&button(
                 c,
                 &format!("{path}/refresh"),
+                &[],
                 "Refresh now",
                 "secondary",
             ));
             if cr["grant"] == "authorization_code" && cr["per_user"] != true {
-                actions.push_str(&button(c, &format!("{path}/connect"), "Connect", ""));
+                actions.push_str(&button(c, &format!("{path}/connect"), &[], "Connect", ""));
             }
             actions.push_str(&format!(
                 "<a class=\"button small danger\" href=\"{path}/disconnect\">Disconnect…</a>"
@@ -82,16 +83,7 @@ pub async fn list(c: &Console<'_>, flash: Option<(bool, String)>) -> Response<Bo
 }
 
 fn failed(c: &Console<'_>, e: &AdminError) -> Response<Body> {
-    page(
-        c,
-        e.status,
-        "Credentials",
-        Nav::Credentials,
-        &format!(
-            "<h1>Outbound credentials</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"{BASE}/credentials\">All credentials</a></p>",
-            esc(&e.description)
-        ),
-    )
+    super::page::failed(c, Nav::Credentials, e)
 }
 
 pub async fn refresh(c: &Console<'_>, name: &str) -> Response<Body> {

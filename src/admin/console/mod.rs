@@ -121,7 +121,7 @@ pub async fn handle(
     };
     // Signing in is the only thing done without a session.
     match (&method, segs.as_slice()) {
-        (&Method::GET, ["signin"]) => return signin::form(gateway, &rt, conn, "", None),
+        (&Method::GET, ["signin"]) => return signin::form(conn, "", None),
         (&Method::POST, ["signin"]) => {
             return signin::submit(gateway, &rt, conn, &headers, &form).await;
         }
@@ -166,7 +166,7 @@ async fn route(
         (&Method::GET, []) => session::see_other(&format!("{BASE}/clients")),
         (&Method::POST, ["signout"]) => signin::sign_out(c).await,
         (&Method::GET, ["clients"]) => clients::list(c, q).await,
-        (&Method::GET, ["clients", "new"]) => clients::new(c).await,
+        (&Method::GET, ["new", "client"]) => clients::new(c).await,
         (&Method::POST, ["clients"]) => clients::create(c, f).await,
         (&Method::GET, ["clients", id]) => clients::show(c, id, q).await,
         (&Method::POST, ["clients", id]) => clients::update(c, id, f).await,
@@ -174,12 +174,12 @@ async fn route(
         (&Method::GET, ["clients", id, "delete"]) => clients::confirm_delete(c, id, None).await,
         (&Method::POST, ["clients", id, "delete"]) => clients::delete(c, id).await,
         (&Method::GET, ["tokens"]) => tokens::list(c, q).await,
-        (&Method::GET, ["tokens", "new"]) => tokens::new(c, q).await,
+        (&Method::GET, ["new", "token"]) => tokens::new(c, q).await,
         (&Method::POST, ["tokens"]) => tokens::issue(c, f).await,
         (&Method::GET, ["tokens", id, "delete"]) => tokens::confirm_delete(c, id, None),
         (&Method::POST, ["tokens", id, "delete"]) => tokens::delete(c, id).await,
         (&Method::GET, ["scopes"]) => scopes::list(c, q).await,
-        (&Method::GET, ["scopes", "new"]) => scopes::new(c),
+        (&Method::GET, ["new", "scope"]) => scopes::new(c),
         (&Method::POST, ["scopes"]) => scopes::create(c, f).await,
         (&Method::GET, ["scopes", name]) => scopes::show(c, name).await,
         (&Method::POST, ["scopes", name]) => scopes::update(c, name, f).await,

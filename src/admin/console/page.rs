@@ -127,6 +127,26 @@ pub fn message(status: StatusCode, title: &str, text: &str) -> Response<Body> {
     )
 }
 
+/// An admin action's refusal as a page of `nav`'s section, with a way back to its list.
+pub fn failed(c: &Console<'_>, nav: Nav, e: &crate::admin::AdminError) -> Response<Body> {
+    let (_, path, label) = SECTIONS
+        .iter()
+        .find(|(section, _, _)| *section == nav)
+        .copied()
+        .unwrap_or(SECTIONS[0]);
+    page(
+        c,
+        e.status,
+        label,
+        nav,
+        &format!(
+            "<h1>{label}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"{BASE}/{path}\">All {}</a></p>",
+            esc(&e.description),
+            label.to_lowercase()
+        ),
+    )
+}
+
 pub fn not_found(c: &Console<'_>) -> Response<Body> {
     page(
         c,
@@ -158,9 +178,25 @@ pub fn csrf(c: &Console<'_>) -> String {
 }
 
 /// A one-button POST form (refresh, enable, delete…).
-pub fn button(c: &Console<'_>, action: &str, label: &str, class: &str) -> String {
+pub fn button(
+    c: &Console<'_>,
+    action: &str,
+    hidden: &[(&str, &str)],
+    label: &str,
+    class: &str,
+) -> String {
+    let fields: String = hidden
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                esc(name),
+                esc(value)
+            )
+        })
+        .collect();
     format!(
-        "<form method=\"post\" action=\"{}\">{}<button type=\"submit\" class=\"small {class}\">{}</button></form>",
+        "<form method=\"post\" action=\"{}\">{}{fields}<button type=\"submit\" class=\"small {class}\">{}</button></form>",
         esc(action),
         csrf(c),
         esc(label)

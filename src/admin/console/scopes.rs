@@ -15,16 +15,7 @@ use crate::error::Body;
 const FIELDS: [&str; 3] = ["name", "description", "paths"];
 
 fn failed(c: &Console<'_>, e: &AdminError) -> Response<Body> {
-    page(
-        c,
-        e.status,
-        "Scopes",
-        Nav::Scopes,
-        &format!(
-            "<h1>Scopes</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"{BASE}/scopes\">All scopes</a></p>",
-            esc(&e.description)
-        ),
-    )
+    super::page::failed(c, Nav::Scopes, e)
 }
 
 pub async fn list(c: &Console<'_>, q: &Form) -> Response<Body> {
@@ -74,7 +65,7 @@ pub async fn list(c: &Console<'_>, q: &Form) -> Response<Body> {
         _ => String::new(),
     };
     let add = if c.can_write() {
-        format!("<p><a class=\"button\" href=\"{BASE}/scopes/new\">Add scope</a></p>")
+        format!("<p><a class=\"button\" href=\"{BASE}/new/scope\">Add scope</a></p>")
     } else {
         String::new()
     };

@@ -6,15 +6,15 @@
 
 use std::time::Duration;
 
-use hyper::header::{HeaderValue, LOCATION, SET_COOKIE};
-use hyper::{HeaderMap, Response, StatusCode};
+use hyper::{HeaderMap, Response};
 use serde::{Deserialize, Serialize};
 
 use super::BASE;
-use crate::config::{ADMIN_READ_SCOPE, ADMIN_SCOPE, Config, User};
-use crate::error::{Body, full};
+use crate::config::{ADMIN_READ_SCOPE, ADMIN_SCOPE, User};
+use crate::error::Body;
 use crate::gateway::Gateway;
-use crate::oauth::browser::{cookie, random_id};
+pub use crate::oauth::browser::see_other;
+use crate::oauth::browser::{CookieAttrs, append_cookie, cookie, random_id};
 use crate::store::{RecordKind, StoreError};
 use crate::token::{TokenHash, now_millis};
 
@@ -126,10 +126,12 @@ pub async fn end(gateway: &Gateway, who: &Signed) -> Result<(), StoreError> {
         .await
 }
 
-/// `Secure` when the browser reaches the admin listener over TLS (`[admin.tls]`), or when
-/// the deployment is HTTPS-only (`public_url` is `https://`: TLS ends in front of us).
-pub fn secure(config: &Config, tls: bool) -> bool {
-    tls || config.server.public_url.starts_with("https://")
+/// `Secure` when the browser reaches the admin listener over TLS (`[admin.tls]`, SPEC §10).
+/// Not from `public_url`: that is the public listener's scheme, and a browser drops a
+/// `Secure` cookie set over plain HTTP, so an HTTPS `public_url` with a plain admin listener
+/// would make signing in loop.
+pub fn secure(tls: bool) -> bool {
+    tls
 }
 
 /// Sets a console cookie: HttpOnly, SameSite=Strict (no other site's link or form brings
@@ -141,24 +143,10 @@ pub fn set_cookie(
     value: &str,
     max_age: Duration,
 ) {
-    let cookie = format!(
-        "{name}={value}; Path={BASE}; Max-Age={}; HttpOnly; SameSite=Strict{}",
-        max_age.as_secs(),
-        if secure { "; Secure" } else { "" }
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(SET_COOKIE, v);
-    }
-}
-
-/// 303 to `location` (after a POST, so a reload does not post again).
-pub fn see_other(location: &str) -> Response<Body> {
-    let mut resp = Response::new(full(""));
-    *resp.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(LOCATION, v);
-    }
-    resp.headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-store"));
-    resp
+    let attrs = CookieAttrs {
+        path: BASE,
+        same_site: "Strict",
+        secure,
+    };
+    append_cookie(resp, name, value, max_age, &attrs);
 }

@@ -18,13 +18,7 @@ use crate::oauth::params::{PasswordRefused, check_user};
 use crate::server::Conn;
 
 /// The sign-in page, with a fresh CSRF token in the form and its cookie.
-pub fn form(
-    _gateway: &Gateway,
-    rt: &Runtime,
-    conn: Conn,
-    username: &str,
-    error: Option<(&str, StatusCode)>,
-) -> Response<Body> {
+pub fn form(conn: Conn, username: &str, error: Option<(&str, StatusCode)>) -> Response<Body> {
     let token = random_id();
     let (alert, status) = match error {
         Some((text, status)) => (
@@ -45,7 +39,7 @@ pub fn form(
         esc(username)
     );
     let mut resp = bare(status, "Sign in", &body);
-    let secure = session::secure(&rt.config, conn.tls);
+    let secure = session::secure(conn.tls);
     session::set_cookie(&mut resp, secure, SIGNIN_COOKIE, &token, SIGNIN_TTL);
     resp
 }
@@ -66,7 +60,7 @@ pub async fn submit(
             "This sign-in form has expired or did not come from the console. Reload it and try again.",
         );
     }
-    let refuse = |text: &str, status| form(gateway, rt, conn, username, Some((text, status)));
+    let refuse = |text: &str, status| form(conn, username, Some((text, status)));
     let ctx = crate::oauth::Ctx {
         config: &rt.config,
         store: gateway.store(),
@@ -108,7 +102,7 @@ pub async fn submit(
     };
     tracing::info!(username, "console sign-in");
     let mut resp = session::see_other(&format!("{BASE}/clients"));
-    let secure = session::secure(&rt.config, conn.tls);
+    let secure = session::secure(conn.tls);
     session::set_cookie(&mut resp, secure, SESSION_COOKIE, &id, session::IDLE);
     session::set_cookie(&mut resp, secure, SIGNIN_COOKIE, "", Duration::ZERO);
     resp
@@ -119,7 +113,7 @@ pub async fn sign_out(c: &Console<'_>) -> Response<Body> {
         return store_down(e);
     }
     let mut resp = session::see_other(&format!("{BASE}/signin"));
-    let secure = session::secure(&c.rt.config, c.conn.tls);
+    let secure = session::secure(c.conn.tls);
     session::set_cookie(&mut resp, secure, SESSION_COOKIE, "", Duration::ZERO);
     resp
 }

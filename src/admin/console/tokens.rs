@@ -103,7 +103,7 @@ pub async fn list(c: &Console<'_>, q: &Form) -> Response<Body> {
         rows.push_str("<tr><td colspan=\"7\" class=\"note\">No tokens.</td></tr>");
     }
     let add = if c.can_write() {
-        format!("<a class=\"button\" href=\"{BASE}/tokens/new\">Add token</a>")
+        format!("<a class=\"button\" href=\"{BASE}/new/token\">Add token</a>")
     } else {
         String::new()
     };
