@@ -468,3 +468,59 @@ async fn a_registry_version_that_goes_back_is_taken_as_the_store_s_word() {
     );
     drop(b);
 }
+
+/// A user whose `scopes` is omitted may grant every declared scope but no built-in one: an
+/// ops client with the password grant does not turn any user into an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_listed_scopes_cannot_grant_admin() {
+    let (fx, _admin) = admin_fixture(Store::memory(), |c| {
+        c.add_client(
+            "opsapp",
+            &["password"],
+            &["admin", "admin:read", "reports"],
+            "",
+        );
+        c.extra.push_str(&format!(
+            "\n[[users]]\nusername = \"anyone\"\npassword_hash = \"{}\"\n",
+            c.password_hash
+        ));
+        c.add_user("operator", &["admin"]);
+    })
+    .await;
+    let password = fx.creds.password.clone();
+    let grant = |user: &'static str, scope: &'static str| {
+        let password = password.clone();
+        let fx = &fx;
+        async move {
+            fx.token_request(
+                "opsapp",
+                &[
+                    ("grant_type", "password"),
+                    ("username", user),
+                    ("password", &password),
+                    ("scope", scope),
+                ],
+            )
+            .await
+        }
+    };
+    for scope in ["admin", "admin:read"] {
+        assert_error(&grant("anyone", scope).await, 400, "invalid_scope");
+    }
+    let resp = grant("anyone", "reports").await;
+    assert_eq!(resp.status, 200, "{resp}");
+    // No scope asked: everything the client may have that the user may grant.
+    let resp = fx
+        .token_request(
+            "opsapp",
+            &[
+                ("grant_type", "password"),
+                ("username", "anyone"),
+                ("password", &fx.creds.password),
+            ],
+        )
+        .await;
+    assert_eq!(resp.json()["scope"], "reports", "{resp}");
+    let resp = grant("operator", "admin").await;
+    assert_eq!(resp.status, 200, "a listed admin scope: {resp}");
+}

@@ -2,6 +2,8 @@
 //! clients created here live in the token store, are usable on every node at once, and lose
 //! their tokens when deleted.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
@@ -84,11 +86,9 @@ pub async fn list(gateway: &Gateway) -> AdminResult {
 
 pub async fn show(gateway: &Gateway, id: &str) -> AdminResult {
     let rt = gateway.runtime();
-    if let Some(c) = rt.config.client(id) {
-        return Ok(Reply::ok(view(c, "file")));
-    }
-    match gateway.store().get_client(id).await? {
-        Some(c) => Ok(Reply::ok(view(&c, "store"))),
+    match gateway.store().find_client(&rt.config, id).await? {
+        Some(Cow::Borrowed(c)) => Ok(Reply::ok(view(c, "file"))),
+        Some(Cow::Owned(c)) => Ok(Reply::ok(view(&c, "store"))),
         None => Err(AdminError::not_found(format!("no client {id:?}"))),
     }
 }

@@ -1,7 +1,6 @@
 //! `/admin/tokens`: list access tokens (by handle, never by text), issue one for a client,
 //! and revoke one with its refresh token.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,10 +48,7 @@ pub async fn listed(
         if expired && !refreshable {
             continue;
         }
-        let client = match rt.config.client(&t.client_id) {
-            Some(c) => Some(Cow::Borrowed(c)),
-            None => store.get_client(&t.client_id).await?.map(Cow::Owned),
-        };
+        let client = store.find_client(&rt.config, &t.client_id).await?;
         // A token without a live refresh token (client credentials, an admin-made token,
         // one whose refresh token was used) has no refreshes left, whatever its client's cap.
         let refreshes_left = match client.map(|c| c.refresh_count) {
@@ -138,14 +134,12 @@ pub async fn issue(gateway: &Gateway, body: Map<String, Value>) -> AdminResult {
         }
     };
     let rt = gateway.runtime();
-    let mut client = match rt.config.client(client_id) {
-        Some(c) => c.clone(),
-        None => gateway
-            .store()
-            .get_client(client_id)
-            .await?
-            .ok_or_else(|| AdminError::bad_request(format!("no client {client_id:?}")))?,
-    };
+    let mut client = gateway
+        .store()
+        .find_client(&rt.config, client_id)
+        .await?
+        .ok_or_else(|| AdminError::bad_request(format!("no client {client_id:?}")))?
+        .into_owned();
     if !client.enabled {
         return Err(AdminError::bad_request(format!(
             "client {client_id:?} is disabled; enable it first"

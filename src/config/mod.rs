@@ -217,8 +217,20 @@ pub struct User {
     pub username: String,
     /// argon2 PHC string.
     pub password_hash: String,
-    /// Scopes this user may grant; `None` = all.
+    /// Scopes this user may grant; `None` = every declared scope (not the built-in ones).
     pub scopes: Option<Vec<String>>,
+}
+
+impl User {
+    /// May this user grant `scope`? A built-in scope (`admin`, `admin:read`, `introspect`)
+    /// only when listed: a user whose `scopes` is omitted must not mint an admin token through
+    /// an ops client's password grant (the console asks for a listed one too).
+    pub fn may_grant(&self, scope: &str) -> bool {
+        match &self.scopes {
+            None => !is_builtin_scope(scope),
+            Some(own) => own.iter().any(|s| s == scope),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -109,9 +109,7 @@ pub async fn exchange(
         Some(user) => grant
             .scopes
             .iter()
-            .filter(|s| {
-                client.scopes.contains(s) && user.scopes.as_ref().is_none_or(|own| own.contains(s))
-            })
+            .filter(|s| client.scopes.contains(s) && user.may_grant(s))
             .cloned()
             .collect::<Vec<_>>(),
         None => return Err(invalid()),

@@ -268,7 +268,7 @@ fn grantable(ctx: &Ctx<'_>, pending: &Pending, username: &str) -> Vec<String> {
     pending
         .scopes
         .iter()
-        .filter(|s| user.scopes.as_ref().is_none_or(|own| own.contains(s)))
+        .filter(|s| user.may_grant(s))
         .cloned()
         .collect()
 }

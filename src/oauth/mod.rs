@@ -70,10 +70,7 @@ impl<'a> Ctx<'a> {
         &self,
         client_id: &str,
     ) -> Result<Option<Cow<'a, Client>>, StoreError> {
-        Ok(match self.config.client(client_id) {
-            Some(c) => Some(Cow::Borrowed(c)),
-            None => self.store.get_client(client_id).await?.map(Cow::Owned),
-        })
+        self.store.find_client(self.config, client_id).await
     }
 }
 

@@ -99,15 +99,12 @@ async fn grant(
                         OAuthError::invalid_grant("invalid username or password")
                     }
                 })?;
-            let allowed: Vec<String> = match &user.scopes {
-                None => client.scopes.clone(),
-                Some(own) => client
-                    .scopes
-                    .iter()
-                    .filter(|s| own.contains(s))
-                    .cloned()
-                    .collect(),
-            };
+            let allowed: Vec<String> = client
+                .scopes
+                .iter()
+                .filter(|s| user.may_grant(s))
+                .cloned()
+                .collect();
             let scopes = resolve_scopes(params.get("scope"), &allowed)?;
             let req = issue::Request {
                 client,
@@ -165,9 +162,7 @@ async fn refresh(
         let Some(user) = ctx.config.user(name) else {
             return Err(invalid());
         };
-        if let Some(own) = &user.scopes {
-            allowed.retain(|s| own.contains(s));
-        }
+        allowed.retain(|s| user.may_grant(s));
     }
     let scopes = resolve_scopes(params.get("scope"), &allowed)?;
     let req = issue::Request {

@@ -306,6 +306,20 @@ impl TokenStore {
         Ok(())
     }
 
+    /// The client `client_id` as every path looks it up: the file's (which wins on a clash),
+    /// else the store's; enabled or not.
+    pub async fn find_client<'a>(
+        &self,
+        config: &'a crate::config::Config,
+        client_id: &str,
+    ) -> Result<Option<std::borrow::Cow<'a, Client>>, StoreError> {
+        use std::borrow::Cow;
+        Ok(match config.client(client_id) {
+            Some(c) => Some(Cow::Borrowed(c)),
+            None => self.get_client(client_id).await?.map(Cow::Owned),
+        })
+    }
+
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         match &*self.backend {
             BackendImpl::Memory(m) => Ok(m.get_client(client_id)),

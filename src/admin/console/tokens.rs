@@ -82,9 +82,17 @@ pub async fn list(c: &Console<'_>, q: &Form) -> Response<Body> {
                 } else {
                     String::new()
                 };
+                // The client's name where it is known (a deleted client's tokens are gone),
+                // its id underneath.
+                let id = text(&t["client_id"]);
+                let name = options
+                    .iter()
+                    .find(|(known, _)| *known == id)
+                    .map_or("", |(_, name)| name.as_str());
                 rows.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"actions\">{delete}</td></tr>",
-                    esc(&text(&t["client_id"])),
+                    "<tr><td>{}<br><small class=\"note\">{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"actions\">{delete}</td></tr>",
+                    esc(name),
+                    esc(&id),
                     esc(&text(&t["username"])),
                     esc(&text(&t["scope"])),
                     esc(&date(&text(&t["issued_at"]))),
