@@ -18,7 +18,7 @@ use crate::pattern;
 use crate::proxy::{Forward, Proxy};
 use crate::registry::{Freshness, Snapshot};
 use crate::server::Conn;
-use crate::store::TokenStore;
+use crate::store::{Stamp, TokenStore};
 use crate::throttle::Throttle;
 
 mod runtime;
@@ -143,10 +143,13 @@ impl Gateway {
     /// A snapshot older than the one in force (read before it, applied after it: two admin
     /// changes at once, or a change racing the poller) is dropped, never swapped in.
     ///
-    /// `reset`: the store's version went back (a Redis that restarted empty, or a failover that
-    /// lost writes), so the store's word stands whatever this node held before.
-    pub fn apply_registry(&self, snapshot: Snapshot, reset: bool) {
+    /// `reset_from`: the store's registry went back (a Redis that restarted empty, or a
+    /// failover that lost writes) from this stamp; if the node still holds it, the store's
+    /// word stands whatever its version. If something newer was applied meanwhile, the
+    /// ordinary rule decides.
+    pub fn apply_registry(&self, snapshot: Snapshot, reset_from: Option<&Stamp>) {
         let mut held = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let reset = reset_from.is_some_and(|from| *from == held.stamp());
         if snapshot.version < held.version && !reset {
             return;
         }
@@ -157,12 +160,12 @@ impl Gateway {
         *held = snapshot;
     }
 
-    /// The version of the registry in force on this node.
-    pub fn registry_version(&self) -> u64 {
+    /// The stamp of the registry in force on this node.
+    pub fn registry_stamp(&self) -> Stamp {
         self.registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .version
+            .stamp()
     }
 
     /// When this node last read the registry.

@@ -190,16 +190,14 @@ pub fn compile(stored: &StoredScope) -> Result<Scope, String> {
 
 /// Keeps this node's registry current for as long as the gateway lives (shared stores only).
 pub async fn follow(gateway: Arc<Gateway>) {
-    let mut seen: Option<u64> = None;
     let mut failing = false;
     loop {
-        match sync(&gateway, seen).await {
-            Ok(version) => {
+        match sync(&gateway).await {
+            Ok(()) => {
                 if failing {
                     tracing::info!("registry read again; scopes and disabled clients are current");
                 }
                 failing = false;
-                seen = Some(version);
             }
             Err(e) => {
                 if !failing {
@@ -212,28 +210,30 @@ pub async fn follow(gateway: Arc<Gateway>) {
     }
 }
 
-/// One poll: reads the version and, if it is not `seen`, the whole registry. The node's copy
-/// counts as current from the moment before the version was read, not after the reads.
-async fn sync(gateway: &Gateway, seen: Option<u64>) -> Result<u64, StoreError> {
+/// One poll: reads the store's stamp (version and nonce) and, if it is not the one in force
+/// here, the whole registry. The node's copy counts as current from the moment before the
+/// stamp was read, not after the reads.
+async fn sync(gateway: &Gateway) -> Result<(), StoreError> {
     let at = now_millis();
-    let store = gateway.store();
-    let mut version = store.registry_version().await?;
-    // The store's version only moves on, so one below this node's means the store lost
-    // its registry (restarted empty, or failed over to a replica behind): it is the truth.
-    let reset = version < gateway.registry_version();
-    if reset {
-        tracing::warn!(
-            version,
-            "the store's registry version went back; reading it whole again"
-        );
-    }
-    if seen != Some(version) || reset {
-        let snapshot = store.read_registry().await?;
-        version = snapshot.version;
-        gateway.apply_registry(snapshot, reset);
+    // Read before the store's: the store's version only moves on, so one at or below what
+    // this node held *before* asking, with another nonce, is another history (a Redis that
+    // restarted empty, or a failover that lost writes), not a change racing this poll.
+    let held = gateway.registry_stamp();
+    let stamp = gateway.store().registry_stamp().await?;
+    if stamp != held {
+        let reset = stamp.0 <= held.0;
+        if reset {
+            tracing::warn!(
+                version = stamp.0,
+                held = held.0,
+                "the store's registry went back (restart or failover); reading it whole again"
+            );
+        }
+        let snapshot = gateway.store().read_registry().await?;
+        gateway.apply_registry(snapshot, reset.then_some(&held));
     }
     gateway.freshness().synced(at);
-    Ok(version)
+    Ok(())
 }
 
 /// Reads the registry now and applies it on this node (after a change made here, so this
@@ -241,7 +241,7 @@ async fn sync(gateway: &Gateway, seen: Option<u64>) -> Result<u64, StoreError> {
 pub async fn refresh(gateway: &Gateway) -> Result<(), StoreError> {
     let at = now_millis();
     let snapshot = gateway.store().read_registry().await?;
-    gateway.apply_registry(snapshot, false);
+    gateway.apply_registry(snapshot, None);
     gateway.freshness().synced(at);
     Ok(())
 }

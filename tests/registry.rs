@@ -524,3 +524,43 @@ async fn a_user_without_listed_scopes_cannot_grant_admin() {
     let resp = grant("operator", "admin").await;
     assert_eq!(resp.status, 200, "a listed admin scope: {resp}");
 }
+
+/// A store that lost writes and was written again up to the same version (a failover while
+/// a node could not poll) is another history: the nonce tells it, and the node reads it. Here
+/// the registry is replaced by one at the same version that disables a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_version_with_another_nonce_is_read_again() {
+    let (fx, b, admin_a, _) = two_nodes(|_| {}).await;
+    let created = admin_a
+        .create_client(&json!({"name": "Failover", "scopes": ["reports"]}))
+        .await;
+    let (id, secret) = id_and_secret(&created);
+    let token = token_from(&b, &id, &secret).await;
+    let url_b = format!("{}/abc/x", b.base_url());
+    assert_eq!(get_with_token(&url_b, Some(&token)).await.status, 200);
+    let url = fx.store.redis.as_ref().expect("redis").url();
+    let mut conn = redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let key = tollgate::store::keys::Keys::new(&fx.store.prefix).registry();
+    let version: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .expect("HGET");
+    // Written as REGISTRY_PUT would have on the other history, in one step.
+    redis::pipe()
+        .atomic()
+        .del(&key)
+        .hset(&key, "v", &version)
+        .hset(&key, "n", "another-history")
+        .hset(&key, format!("d:{id}"), "1")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("rewrite");
+    let took = time_until_status(&url_b, &token, 401, SECOND).await;
+    assert!(took.is_some(), "node B kept its copy of the same version");
+}

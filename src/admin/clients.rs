@@ -12,7 +12,7 @@ use super::{AdminError, AdminResult, Reply};
 use crate::config::values::{format_duration, parse_lifetime};
 use crate::config::{
     Client, ClientType, Grant, RefreshCount, TokenFields, check_logo_uri, check_redirect_uri,
-    is_client_id,
+    is_builtin_scope, is_client_id,
 };
 use crate::gateway::Gateway;
 
@@ -145,7 +145,17 @@ pub async fn create(gateway: &Gateway, body: Map<String, Value>) -> AdminResult 
         }
         ClientType::Public => None,
     };
-    gateway.store().put_client(&client).await?;
+    // A create always says `enabled`: it also clears the tombstone of a deleted client
+    // that had this id.
+    gateway
+        .store()
+        .put_client(&client, false, Some(client.enabled))
+        .await?;
+    if let Some(gone) = scope_gone(gateway, &client).await? {
+        gateway.store().delete_client(&client.client_id).await?;
+        refresh_after_change(gateway).await;
+        return Err(gone);
+    }
     refresh_after_change(gateway).await;
     tracing::info!(client_id = %client.client_id, name = %client.name, "client created through the admin API");
     let mut out = view(&client, "store");
@@ -181,6 +191,7 @@ pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> Ad
             )));
         }
     }
+    let before = client.clone();
     let was_public = client.kind == ClientType::Public;
     apply(&mut client, &body, &rt.rules)?;
     if was_public != (client.kind == ClientType::Public) {
@@ -190,7 +201,15 @@ pub async fn update(gateway: &Gateway, id: &str, body: Map<String, Value>) -> Ad
     }
     check(&client)?;
     ensure_unique(gateway, &client, Some(id)).await?;
-    gateway.store().put_client(&client).await?;
+    let enabled = body.contains_key("enabled").then_some(client.enabled);
+    if !gateway.store().put_client(&client, true, enabled).await? {
+        return Err(AdminError::not_found(format!("no client {id:?}")));
+    }
+    if let Some(gone) = scope_gone(gateway, &client).await? {
+        gateway.store().put_client(&before, true, None).await?;
+        refresh_after_change(gateway).await;
+        return Err(gone);
+    }
     // A disabled client is refused on this node at once, on the others within a second.
     refresh_after_change(gateway).await;
     Ok(Reply::ok(view(&client, "store")))
@@ -213,6 +232,24 @@ pub async fn delete(gateway: &Gateway, id: &str) -> AdminResult {
     refresh_after_change(gateway).await;
     tracing::info!(client_id = %id, revoked, "client deleted through the admin API; its tokens are revoked");
     Ok(Reply::no_content())
+}
+
+/// A scope `client` lists that is gone from the store now (deleted on some node between the
+/// check and the write): a 409 for the caller, who puts the client back as it was. A scope
+/// delete checks clients after its own write, so of the two racing, one always sees the other.
+async fn scope_gone(gateway: &Gateway, client: &Client) -> Result<Option<AdminError>, AdminError> {
+    let stored = gateway.store().read_registry().await?.scopes;
+    let rt = gateway.runtime();
+    let known = |name: &str| {
+        is_builtin_scope(name)
+            || rt.config.scopes.iter().any(|s| s.name == name)
+            || stored.iter().any(|s| s.name == name)
+    };
+    Ok(client.scopes.iter().find(|s| !known(s)).map(|s| {
+        AdminError::conflict(format!(
+            "scope {s:?} was deleted while this client was being saved; nothing was changed"
+        ))
+    }))
 }
 
 /// Applies a change made here on this node at once. The change itself is in the store

@@ -89,25 +89,23 @@ async fn an_older_registry_snapshot_never_replaces_a_newer_one() {
     let gateway = super::Gateway::new(config, store);
     let snapshot = |version, disabled: &[&str]| Snapshot {
         version,
+        nonce: format!("n{version}"),
         scopes: Vec::new(),
         disabled: disabled.iter().map(|s| s.to_string()).collect(),
     };
-    gateway.apply_registry(snapshot(2, &["a", "b"]), false);
-    gateway.apply_registry(snapshot(1, &["a"]), false);
-    assert!(
-        gateway.runtime().rules.is_disabled("b"),
-        "an older snapshot won"
-    );
-    assert_eq!(gateway.registry_version(), 2);
-    gateway.apply_registry(snapshot(2, &["a", "b", "c"]), false);
-    assert!(
-        gateway.runtime().rules.is_disabled("c"),
-        "the same version is applied"
-    );
-    gateway.apply_registry(snapshot(1, &[]), true);
-    assert!(
-        !gateway.runtime().rules.is_disabled("a"),
-        "a reset is the store's word"
-    );
-    assert_eq!(gateway.registry_version(), 1);
+    let disabled = |id| gateway.runtime().rules.is_disabled(id);
+    gateway.apply_registry(snapshot(2, &["a", "b"]), None);
+    gateway.apply_registry(snapshot(1, &["a"]), None);
+    assert!(disabled("b"), "an older snapshot won");
+    assert_eq!(gateway.registry_stamp().0, 2);
+    gateway.apply_registry(snapshot(2, &["a", "b", "c"]), None);
+    assert!(disabled("c"), "the same version is applied");
+    // A reset seen from a stamp no longer held (something newer came meanwhile) is not one.
+    let stale = (1, "n1".to_owned());
+    gateway.apply_registry(snapshot(1, &[]), Some(&stale));
+    assert!(disabled("a"), "a stale reset won");
+    let held = gateway.registry_stamp();
+    gateway.apply_registry(snapshot(1, &[]), Some(&held));
+    assert!(!disabled("a"), "a reset is the store's word");
+    assert_eq!(gateway.registry_stamp().0, 1);
 }

@@ -209,10 +209,19 @@ impl MemoryStore {
             .map_or(0, |g| g.members.len())
     }
 
-    pub fn put_client(&self, client: &Client) {
-        self.maps
-            .clients
-            .insert(client.client_id.clone(), client.clone());
+    /// Writes `client`; with `must_exist`, only over one that is there (false otherwise).
+    pub fn put_client(&self, client: &Client, must_exist: bool) -> bool {
+        match self.maps.clients.entry(client.client_id.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(mut e) => {
+                e.insert(client.clone());
+                true
+            }
+            dashmap::mapref::entry::Entry::Vacant(_) if must_exist => false,
+            dashmap::mapref::entry::Entry::Vacant(e) => {
+                e.insert(client.clone());
+                true
+            }
+        }
     }
 
     pub(super) fn registry(&self) -> &super::registry::MemoryRegistry {

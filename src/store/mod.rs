@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use cache::{CacheStats, TokenCache};
 pub use records::{CodeUse, RecordKind};
-pub use registry::{ScopeWrite, Snapshot, StoredScope};
+pub use registry::{ScopeWrite, Snapshot, Stamp, StoredScope};
 
 use crate::config::{Backend, Client, StoreConfig};
 use crate::metrics::Metrics;
@@ -289,21 +289,29 @@ impl TokenStore {
         }
     }
 
-    /// Creates or replaces a store client. Its `enabled` goes into the registry too, in the
-    /// order that fails safe: a disable is in force before the record says so, an enable only
-    /// after it does, so a write cut short never leaves a disabled client's tokens working.
-    pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
-        if !client.enabled {
+    /// Writes a store client; with `must_exist`, only over one still there (a PATCH racing a
+    /// DELETE does not bring the client back), false otherwise. A client's `enabled` lives in the registry (`set_disabled`),
+    /// which is what every read of the record reports: written here only when `enabled`
+    /// is `Some` (a PATCH that does not name it leaves a concurrent disable alone), in the
+    /// order that fails safe (a disable is in force before the record is written, an enable
+    /// only after it).
+    pub async fn put_client(
+        &self,
+        client: &Client,
+        must_exist: bool,
+        enabled: Option<bool>,
+    ) -> Result<bool, StoreError> {
+        if enabled == Some(false) {
             self.set_disabled(&client.client_id, true).await?;
         }
-        match &*self.backend {
-            BackendImpl::Memory(m) => m.put_client(client),
-            BackendImpl::Redis(r) => r.put_client(client).await?,
-        }
-        if client.enabled {
+        let written = match &*self.backend {
+            BackendImpl::Memory(m) => m.put_client(client, must_exist),
+            BackendImpl::Redis(r) => r.put_client(client, must_exist).await?,
+        };
+        if written && enabled == Some(true) {
             self.set_disabled(&client.client_id, false).await?;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// The client `client_id` as every path looks it up: the file's (which wins on a clash),
@@ -320,31 +328,43 @@ impl TokenStore {
         })
     }
 
+    /// A store client, its `enabled` as the registry has it.
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        match &*self.backend {
-            BackendImpl::Memory(m) => Ok(m.get_client(client_id)),
-            BackendImpl::Redis(r) => r.get_client(client_id).await,
-        }
+        let found = match &*self.backend {
+            BackendImpl::Memory(m) => m.get_client(client_id),
+            BackendImpl::Redis(r) => r.get_client(client_id).await?,
+        };
+        let Some(mut client) = found else {
+            return Ok(None);
+        };
+        client.enabled = !self.is_disabled(client_id).await?;
+        Ok(Some(client))
     }
 
     /// Deletes a store client (its tokens are the caller's to revoke, first); whether it
-    /// existed.
+    /// existed. Its id stays disabled in the registry (a tombstone): a token issued by a
+    /// request that looked the client up just before the delete is refused on every node.
+    /// Creating a client with that id again clears it.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let existed = match &*self.backend {
+        self.set_disabled(client_id, true).await?;
+        Ok(match &*self.backend {
             BackendImpl::Memory(m) => m.delete_client(client_id),
             BackendImpl::Redis(r) => r.delete_client(client_id).await?,
-        };
-        if existed {
-            self.set_disabled(client_id, false).await?;
-        }
-        Ok(existed)
+        })
     }
 
+    /// Every store client, each `enabled` as the registry has it.
     pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
-        match &*self.backend {
-            BackendImpl::Memory(m) => Ok(m.list_clients()),
-            BackendImpl::Redis(r) => r.list_clients().await,
+        let mut all = match &*self.backend {
+            BackendImpl::Memory(m) => m.list_clients(),
+            BackendImpl::Redis(r) => r.list_clients().await?,
+        };
+        let disabled: std::collections::HashSet<String> =
+            self.read_registry().await?.disabled.into_iter().collect();
+        for c in &mut all {
+            c.enabled = !disabled.contains(&c.client_id);
         }
+        Ok(all)
     }
 
     /// Access tokens (with their hashes) of a client and/or a user; both `None` = all.

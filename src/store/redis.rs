@@ -390,17 +390,25 @@ impl RedisStore {
         Ok(out)
     }
 
-    pub async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+    /// Writes `client`; with `must_exist`, only over one that is there (false otherwise).
+    pub async fn put_client(&self, client: &Client, must_exist: bool) -> Result<bool, StoreError> {
         let json = serde_json::to_string(client).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Two slots: the record first, then the list of ids (a listing skips ids whose
         // record is gone, so a failure between the two loses nothing).
         let mut conn = self.conn.clone();
-        conn.set::<_, _, ()>(self.keys.client(&client.client_id), json)
-            .await
-            .map_err(unavailable)?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.keys.client(&client.client_id)).arg(json);
+        if must_exist {
+            set.arg("XX");
+        }
+        let written: Option<String> = set.query_async(&mut conn).await.map_err(unavailable)?;
+        if written.is_none() {
+            return Ok(false);
+        }
         conn.sadd::<_, _, ()>(self.keys.clients(), &client.client_id)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(true)
     }
 
     pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {

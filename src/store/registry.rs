@@ -31,13 +31,25 @@ impl StoredScope {
 pub struct Snapshot {
     /// Moves on with every change; a snapshot with a lower version is older.
     pub version: u64,
+    /// Random, new with every change (Redis; empty in memory): the same version with another
+    /// nonce is another history (a store that lost writes and was written again).
+    pub nonce: String,
     /// By key (lower-case name).
     pub scopes: Vec<StoredScope>,
     /// Store clients with `enabled = false`.
     pub disabled: Vec<String>,
 }
 
-/// How a scope write treats one already stored under the same (case-insensitive) name.
+/// Where the registry stands: its version and the nonce of the write that made it.
+pub type Stamp = (u64, String);
+
+impl Snapshot {
+    pub fn stamp(&self) -> Stamp {
+        (self.version, self.nonce.clone())
+    }
+}
+
+/// How a scope (or client) write treats one already stored under the same (case-insensitive) name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScopeWrite {
     /// Only if none is stored (create): two creates of one name cannot both win.
@@ -127,6 +139,7 @@ impl TokenStore {
                 let state = m.registry().state();
                 Ok(Snapshot {
                     version: state.version,
+                    nonce: String::new(),
                     scopes: state.scopes.values().cloned().collect(),
                     disabled: state.disabled.iter().cloned().collect(),
                 })
@@ -135,11 +148,19 @@ impl TokenStore {
         }
     }
 
-    /// The registry's version: it moves whenever a stored scope or a client's `enabled` does.
-    pub async fn registry_version(&self) -> Result<u64, StoreError> {
+    /// The registry's stamp: it moves whenever a stored scope or a client's `enabled` does.
+    pub async fn registry_stamp(&self) -> Result<Stamp, StoreError> {
         match &*self.backend {
-            BackendImpl::Memory(m) => Ok(m.registry().state().version),
-            BackendImpl::Redis(r) => r.registry_version().await,
+            BackendImpl::Memory(m) => Ok((m.registry().state().version, String::new())),
+            BackendImpl::Redis(r) => r.registry_stamp().await,
+        }
+    }
+
+    /// Is store client `client_id` disabled (or deleted: its id stays as a tombstone)?
+    pub async fn is_disabled(&self, client_id: &str) -> Result<bool, StoreError> {
+        match &*self.backend {
+            BackendImpl::Memory(m) => Ok(m.registry().state().disabled.contains(client_id)),
+            BackendImpl::Redis(r) => r.is_disabled(client_id).await,
         }
     }
 }

@@ -104,8 +104,12 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     local key = ARGV[2] .. '{' .. string.sub(hex, 1, 4) .. '}' .. (kind == 'a:' and 'at:' or 'rt:') .. hex
     local left = redis.call('PTTL', key)
     if kind == 'a:' and hex ~= ARGV[7] and left ~= -2 then
+      -- After the retiring write: nothing here may raise (a record that does not decode
+      -- is left as it is).
       local record = redis.call('HGET', key, 'r')
-      local exp = record and cjson.decode(record).expires_at
+      local ok, decoded = false, nil
+      if record then ok, decoded = pcall(cjson.decode, record) end
+      local exp = ok and type(decoded) == 'table' and decoded.expires_at
       if type(exp) == 'number' and (left == -1 or now + left > exp + retention) then
         if exp + retention <= now then
           redis.call('DEL', key)

@@ -9,10 +9,11 @@ use super::{RedisStore, unavailable};
 use crate::store::StoreError;
 use crate::store::registry::{ScopeWrite, Snapshot, StoredScope};
 
-/// Writes field ARGV[1] of KEYS[1] and moves the version `v`. ARGV[2] is the value ('' =
-/// delete the field); ARGV[3] is the condition: 'nx' (only if absent), 'xx' (only if present)
-/// or ''. Returns 0 when the condition fails (nothing written, version kept), otherwise 1
-/// (for a delete: how many fields went, the version moving either way).
+/// Writes field ARGV[1] of KEYS[1], moves the version `v` and sets the nonce `n` to ARGV[4].
+/// ARGV[2] is the value ('' = delete the field); ARGV[3] is the condition: 'nx' (only if
+/// absent), 'xx' (only if present) or ''. Returns 0 when the condition fails (nothing
+/// written, version kept), otherwise 1 (for a delete: how many fields went, the version
+/// moving either way).
 pub const REGISTRY_PUT: &str = r"
 local exists = redis.call('HEXISTS', KEYS[1], ARGV[1])
 if (ARGV[3] == 'nx' and exists == 1) or (ARGV[3] == 'xx' and exists == 0) then
@@ -25,7 +26,15 @@ else
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'n', ARGV[4])
 return n";
+
+/// 64 random bits as hex: a write's nonce (see `Snapshot::nonce`).
+fn nonce() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    format!("{:016x}", u64::from_le_bytes(bytes))
+}
 
 fn scope_field(name: &str) -> String {
     format!("s:{}", StoredScope::key(name))
@@ -75,6 +84,7 @@ impl RedisStore {
             .arg(field)
             .arg(value)
             .arg(condition)
+            .arg(nonce())
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(unavailable)
@@ -91,10 +101,16 @@ impl RedisStore {
             if let Some(id) = field.strip_prefix("d:") {
                 snapshot.disabled.push(id.to_owned());
             } else if field.starts_with("s:") {
-                snapshot.scopes.push(
-                    serde_json::from_str(&value)
-                        .map_err(|e| StoreError::Corrupt(format!("scope {field}: {e}")))?,
-                );
+                // One unreadable scope is skipped (as one that does not compile is), not
+                // every node's registry lost to it.
+                match serde_json::from_str(&value) {
+                    Ok(scope) => snapshot.scopes.push(scope),
+                    Err(e) => {
+                        tracing::warn!(field = %field, error = %e, "unreadable stored scope skipped")
+                    }
+                }
+            } else if field == "n" {
+                snapshot.nonce = value;
             } else if field == "v" {
                 snapshot.version = value
                     .parse()
@@ -107,12 +123,19 @@ impl RedisStore {
         Ok(snapshot)
     }
 
-    pub async fn registry_version(&self) -> Result<u64, StoreError> {
+    pub async fn registry_stamp(&self) -> Result<(u64, String), StoreError> {
         let mut conn = self.conn.clone();
-        let v: Option<u64> = conn
-            .hget(self.keys.registry(), "v")
+        let (v, n): (Option<u64>, Option<String>) = conn
+            .hmget(self.keys.registry(), &["v", "n"])
             .await
             .map_err(unavailable)?;
-        Ok(v.unwrap_or(0))
+        Ok((v.unwrap_or(0), n.unwrap_or_default()))
+    }
+
+    pub async fn is_disabled(&self, client_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.hexists(self.keys.registry(), disabled_field(client_id))
+            .await
+            .map_err(unavailable)
     }
 }
