@@ -7,8 +7,9 @@
 mod common;
 
 use common::{
-    Admin, Agent, Fixture, Form, GatewayConfig, PROVIDER_CLIENT_ID, PROVIDER_CLIENT_SECRET,
-    Provider, Resp, Store, access_token, add_ops_client, admin_token, location, query_params,
+    Admin, Agent, CONSOLE_ADMIN, ConsoleAgent, Fixture, Form, GatewayConfig, PROVIDER_CLIENT_ID,
+    PROVIDER_CLIENT_SECRET, Provider, Resp, Store, access_token, add_console_users, add_ops_client,
+    admin_token, location, query_params,
 };
 use serde_json::json;
 
@@ -221,4 +222,83 @@ async fn a_removed_user_loses_their_upstream_tokens() {
         "alice's upstream tokens survived her removal: {resp}"
     );
     assert_eq!(resp.json()["error"], "credential_not_connected");
+}
+
+/// The console's credentials page (SPEC §10): "Connect" goes off to the provider's consent
+/// page and, after the callback stored the tokens, back to the console's list; "Refresh now"
+/// fetches a new token; "Disconnect" (after a confirmation) forgets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_connects_refreshes_and_disconnects_a_shared_credential() {
+    let provider = Provider::start().await;
+    let fx = Fixture::start_with(Store::memory(), |c| {
+        with_code_credential(c, &provider, false);
+        add_console_users(c);
+    })
+    .await;
+    let admin = fx.gw.admin_url();
+    let mut console = ConsoleAgent::signed_in(&admin, CONSOLE_ADMIN, &fx.creds.password).await;
+    let list = console.get("/console/credentials").await;
+    assert!(list.body.contains("not_connected"), "{list}");
+
+    let resp = console
+        .post(
+            "/console/credentials",
+            "/console/credentials/crm/connect",
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status, 303, "{resp}");
+    let url = location(&resp).to_owned();
+    assert!(url.starts_with(&provider.url("/authorize?")), "{url}");
+    let mut browser = Agent::new(&fx.gw.base_url());
+    let callback = consent_at_provider(&mut browser, &provider, &url).await;
+    let back = browser.get(&callback).await;
+    assert_eq!(back.status, 303, "back to the console: {back}");
+    assert_eq!(
+        location(&back),
+        format!("{admin}/console/credentials?connected=crm")
+    );
+    let list = console.get("/console/credentials?connected=crm").await;
+    assert!(list.body.contains("Back from the provider"), "{list}");
+    assert!(list.body.contains(">ok</span>"), "connected: {list}");
+    let caller = fx.client_token(Some("reports")).await;
+    assert_eq!(fx.get("/abc/crm/x", Some(&caller)).await.status, 200);
+
+    let before = provider.token_requests().len();
+    let refreshed = console
+        .post(
+            "/console/credentials",
+            "/console/credentials/crm/refresh",
+            &[],
+        )
+        .await;
+    assert_eq!(refreshed.status, 200, "{refreshed}");
+    assert!(refreshed.body.contains("new token fetched"), "{refreshed}");
+    assert!(provider.token_requests().len() > before, "no token request");
+
+    let confirm = console.get("/console/credentials/crm/disconnect").await;
+    assert_eq!(confirm.status, 200, "{confirm}");
+    let gone = console
+        .post(
+            "/console/credentials/crm/disconnect",
+            "/console/credentials/crm/disconnect",
+            &[("username", "")],
+        )
+        .await;
+    assert!(gone.body.contains("stored tokens forgotten"), "{gone}");
+    assert!(gone.body.contains("not_connected"), "{gone}");
+    assert_eq!(fx.get("/abc/crm/x", Some(&caller)).await.status, 502);
+
+    // A connect started from the admin API (no console page to go back to) ends on the
+    // public "Connected" page as before.
+    let api = Admin::new(&admin, &admin_token(&fx).await);
+    let url = api
+        .post("/admin/credentials/crm/authorize", &json!({}))
+        .await
+        .json()["authorize_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let callback = consent_at_provider(&mut browser, &provider, &url).await;
+    assert_connected_page(&browser.get(&callback).await);
 }

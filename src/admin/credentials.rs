@@ -36,8 +36,13 @@ pub async fn refresh(gateway: &Gateway, name: &str) -> AdminResult {
 
 /// `POST /admin/credentials/{name}/authorize` → `{"authorize_url": ...}` for an operator's
 /// browser (shared authorization-code credentials).
-pub async fn authorize(gateway: &Gateway, name: &str) -> AdminResult {
-    match gateway.outbound().authorize_url(name, None).await {
+/// `return_to`: where the browser comes back after the provider (the console's page).
+pub async fn authorize(gateway: &Gateway, name: &str, return_to: Option<&str>) -> AdminResult {
+    match gateway
+        .outbound()
+        .authorize_url(name, None, return_to)
+        .await
+    {
         Ok(url) => Ok(Reply::once(StatusCode::OK, json!({ "authorize_url": url }))),
         Err(ConnectError::Unknown(_)) => Err(unknown(name)),
         Err(ConnectError::Store(e)) => Err(e.into()),

@@ -229,7 +229,7 @@ async fn api(gateway: &Gateway, req: Request<hyper::body::Incoming>, path: &str)
             credentials::refresh(gateway, name).await
         }
         (&Method::POST, ["credentials", name, "authorize"]) => {
-            credentials::authorize(gateway, name).await
+            credentials::authorize(gateway, name, None).await
         }
         (&Method::DELETE, ["credentials", name, "tokens"]) => {
             credentials::forget(gateway, name, req.uri().query()).await

@@ -9,7 +9,7 @@ use super::Ctx;
 use super::browser::{self, Answer, Pending, random_id, see_other, store_down};
 use super::pages::{self, error_page, escape};
 use super::params::Params;
-use crate::outbound::ConnectError;
+use crate::outbound::{ConnectError, Connected};
 
 /// `GET {path}/connect/{name}`.
 pub async fn connect(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>, name: &str) -> Answer {
@@ -37,7 +37,7 @@ pub async fn connect(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>, name: &
     };
     match ctx
         .outbound
-        .authorize_url(name, Some(&session.username))
+        .authorize_url(name, Some(&session.username), None)
         .await
     {
         Ok(url) => see_other(&url),
@@ -70,6 +70,11 @@ pub async fn callback(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Ans
         )
         .await;
     match done {
+        // Started from the console: back to its credentials page.
+        Ok(Connected {
+            return_to: Some(to),
+            ..
+        }) => browser::see_other(&to),
         Ok(c) => {
             let who = c
                 .username

@@ -24,6 +24,8 @@ const STATE_TTL: Duration = Duration::from_secs(600);
 pub struct Connected {
     pub credential: String,
     pub username: Option<String>,
+    /// Where the browser goes next: the console page the connect started from, if any.
+    pub return_to: Option<String>,
 }
 
 /// Why a connect cannot start or finish. Texts are for the result page and the admin API.
@@ -53,6 +55,10 @@ struct State {
     username: Option<String>,
     verifier: String,
     fingerprint: [u8; 32],
+    /// Set by the console only (an operator's signed-in, CSRF-checked request), kept here
+    /// server-side: nothing a provider or a link sends decides where the browser goes.
+    #[serde(default)]
+    return_to: Option<String>,
 }
 
 impl Outbound {
@@ -62,6 +68,7 @@ impl Outbound {
         &self,
         name: &str,
         username: Option<&str>,
+        return_to: Option<&str>,
     ) -> Result<String, ConnectError> {
         let registry = self.inner.registry.load_full();
         let slot = registry
@@ -96,6 +103,7 @@ impl Outbound {
             username: username.map(str::to_owned),
             verifier,
             fingerprint: cred.fingerprint,
+            return_to: return_to.map(str::to_owned),
         };
         let record = serde_json::to_string(&record).unwrap_or_default();
         let key = crate::token::TokenHash::of(&state).to_hex();
@@ -188,6 +196,7 @@ impl Outbound {
         Ok(Connected {
             credential: record.credential,
             username: record.username,
+            return_to: record.return_to,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Credentials (seed 001's credential page): each outbound credential's status, "Refresh
 //! now", "Connect" (authorization_code: off to the provider's consent page, whose callback
-//! stores the tokens) and "Disconnect". All through `admin::credentials`.
+//! stores the tokens and sends the browser back here) and "Disconnect". All through
+//! `admin::credentials`.
 
 use hyper::{Response, StatusCode};
 
@@ -104,9 +105,15 @@ pub async fn refresh(c: &Console<'_>, name: &str) -> Response<Body> {
 }
 
 /// Off to the provider's consent page; its callback (`{oauth.path}/callback` on the public
-/// listener) stores the tokens and says the credential is connected.
+/// listener) stores the tokens and sends the browser back to this list.
 pub async fn connect(c: &Console<'_>, name: &str) -> Response<Body> {
-    match credentials::authorize(c.gateway, name).await {
+    // Back to this page when the provider is done (the public callback sends the browser
+    // here), with the outcome above the list.
+    let back = c
+        .origin
+        .as_ref()
+        .map(|o| format!("{o}{BASE}/credentials?connected={}", encode(name)));
+    match credentials::authorize(c.gateway, name, back.as_deref()).await {
         Ok(reply) => match reply.body["authorize_url"].as_str() {
             Some(url) => see_other(url),
             None => list(c, Some((false, "no authorize URL".into()))).await,

@@ -48,6 +48,10 @@ pub struct Console<'a> {
     pub rt: Arc<Runtime>,
     pub conn: Conn,
     pub who: Signed,
+    /// `scheme://host[:port]` the operator's browser reached the console at (its `Host`
+    /// header, when that is a plain host name or address): where a credential's Connect
+    /// comes back to.
+    pub origin: Option<String>,
 }
 
 impl Console<'_> {
@@ -135,11 +139,22 @@ pub async fn handle(
         Ok(None) => return forbidden("You are not signed in, or your session has ended."),
         Err(e) => return page::store_down(e),
     };
+    let origin = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        })
+        .map(|h| format!("{}://{h}", if conn.tls { "https" } else { "http" }));
     let c = Console {
         gateway,
         rt,
         conn,
         who,
+        origin,
     };
     if method == Method::POST {
         // Every POST carries the session's CSRF token; a read-only session may only ask
@@ -185,7 +200,15 @@ async fn route(
         (&Method::POST, ["scopes", name]) => scopes::update(c, name, f).await,
         (&Method::GET, ["scopes", name, "delete"]) => scopes::confirm_delete(c, name, None),
         (&Method::POST, ["scopes", name, "delete"]) => scopes::delete(c, name).await,
-        (&Method::GET, ["credentials"]) => credentials::list(c, None).await,
+        (&Method::GET, ["credentials"]) => {
+            let flash = q.get("connected").map(|name| {
+                (
+                    true,
+                    format!("Back from the provider: {name}'s status is below."),
+                )
+            });
+            credentials::list(c, flash).await
+        }
         (&Method::POST, ["credentials", name, "refresh"]) => credentials::refresh(c, name).await,
         (&Method::POST, ["credentials", name, "connect"]) => credentials::connect(c, name).await,
         (&Method::GET, ["credentials", name, "disconnect"]) => {
