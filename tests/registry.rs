@@ -431,12 +431,7 @@ async fn a_registry_version_that_goes_back_is_taken_as_the_store_s_word() {
         assert_eq!(resp.status, 201, "{resp}");
     }
     // This test's own redis-server: the registry hash goes, as after a restart without data.
-    let url = fx.store.redis.as_ref().expect("redis").url();
-    let mut conn = redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let mut conn = fx.store.redis_connection().await;
     let keys = tollgate::store::keys::Keys::new(&fx.store.prefix);
     redis::cmd("DEL")
         .arg(keys.registry())
@@ -538,12 +533,7 @@ async fn the_same_version_with_another_nonce_is_read_again() {
     let token = token_from(&b, &id, &secret).await;
     let url_b = format!("{}/abc/x", b.base_url());
     assert_eq!(get_with_token(&url_b, Some(&token)).await.status, 200);
-    let url = fx.store.redis.as_ref().expect("redis").url();
-    let mut conn = redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let mut conn = fx.store.redis_connection().await;
     let key = tollgate::store::keys::Keys::new(&fx.store.prefix).registry();
     let version: String = redis::cmd("HGET")
         .arg(&key)

@@ -6,12 +6,8 @@
 #[macro_use]
 mod common;
 
-use std::time::Duration;
-
 use common::Store;
-use tollgate::config::{
-    Backend, Client, ClientType, RedisConfig, RefreshCount, StoreConfig, TokenFields,
-};
+use tollgate::config::{Client, ClientType, RefreshCount, TokenFields};
 use tollgate::store::TokenStore;
 
 both_backends!(
@@ -20,18 +16,7 @@ both_backends!(
 );
 
 fn open(store: &Store) -> TokenStore {
-    let backend = match &store.redis {
-        Some(redis) => Backend::Redis(RedisConfig::single(redis.url())),
-        None => Backend::Memory,
-    };
-    TokenStore::open(&StoreConfig {
-        backend,
-        prefix: store.prefix.clone(),
-        cache_ttl: Duration::ZERO,
-        cache_capacity: 0,
-        encryption_key: None,
-    })
-    .expect("open the store")
+    store.token_store()
 }
 
 fn client(id: &str, enabled: bool) -> Client {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Store;
-use tollgate::config::{Backend, RedisConfig, StoreConfig};
 use tollgate::store::{Rotate, Rotation, TokenStore};
 use tollgate::token::{AccessToken, RefreshToken, TokenHash, now_millis};
 
@@ -36,23 +35,7 @@ mod on_a_cluster {
 }
 
 fn open(store: &Store) -> TokenStore {
-    let backend = match (&store.redis, &store.cluster) {
-        (Some(redis), _) => Backend::Redis(RedisConfig::single(redis.url())),
-        (None, Some(cluster)) => Backend::Redis(RedisConfig {
-            urls: cluster.urls(),
-            cluster: true,
-            ca: None,
-        }),
-        (None, None) => Backend::Memory,
-    };
-    TokenStore::open(&StoreConfig {
-        backend,
-        prefix: store.prefix.clone(),
-        cache_ttl: Duration::ZERO,
-        cache_capacity: 0,
-        encryption_key: None,
-    })
-    .expect("open the store")
+    store.token_store()
 }
 
 fn access(grant: &str, expires_at: Option<u64>) -> AccessToken {
@@ -246,11 +229,7 @@ async fn redis_grant_members_are_pruned_on_rotation() {
         current = next;
         access = a;
     }
-    let client = redis::Client::open(store.redis.as_ref().expect("redis").url()).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let mut conn = store.redis_connection().await;
     let members: Vec<String> = redis::cmd("SMEMBERS")
         .arg(tollgate::store::keys::Keys::new(&store.prefix).grant("long"))
         .query_async(&mut conn)
@@ -281,11 +260,7 @@ async fn redis_refreshed_access_tokens_are_kept_as_long_as_their_refresh_token()
     let (outcome, access, _) =
         rotate(&ts, "kept", first, "kept-1", Some(now_millis() + 1_000)).await;
     assert_eq!(outcome, Rotate::Rotated);
-    let client = redis::Client::open(store.redis.as_ref().expect("redis").url()).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let mut conn = store.redis_connection().await;
     let keys = tollgate::store::keys::Keys::new(&store.prefix);
     let pttl = |key: String| {
         let mut conn = conn.clone();

@@ -117,6 +117,44 @@ impl Store {
         self.redis.is_some() || self.cluster.is_some() || self.tls.is_some()
     }
 
+    /// A plain connection to the single Redis server (to look at or change what the gateway
+    /// keeps there); panics for any other store.
+    pub async fn redis_connection(&self) -> redis::aio::MultiplexedConnection {
+        let url = self
+            .redis
+            .as_ref()
+            .expect("this test needs the single redis store")
+            .url();
+        redis::Client::open(url)
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test's redis-server")
+    }
+
+    /// The store driven through the library (no gateway): memory, the single server or the
+    /// cluster, with this test's prefix and no local cache.
+    pub fn token_store(&self) -> tollgate::store::TokenStore {
+        use tollgate::config::{Backend, RedisConfig, StoreConfig};
+        let backend = match (&self.redis, &self.cluster) {
+            (Some(redis), _) => Backend::Redis(RedisConfig::single(redis.url())),
+            (None, Some(cluster)) => Backend::Redis(RedisConfig {
+                urls: cluster.urls(),
+                cluster: true,
+                ca: None,
+            }),
+            (None, None) => Backend::Memory,
+        };
+        tollgate::store::TokenStore::open(&StoreConfig {
+            backend,
+            prefix: self.prefix.clone(),
+            cache_ttl: std::time::Duration::ZERO,
+            cache_capacity: 0,
+            encryption_key: None,
+        })
+        .expect("open the store")
+    }
+
     /// The single Redis server; panics for any other store.
     pub fn redis_mut(&mut self) -> &mut Redis {
         self.redis
