@@ -411,6 +411,34 @@ async fn admin_tls_serves_https_and_rereads_its_certificate() {
     untrusted.drain(2..4);
     let run = tollgate(&untrusted, &[]).await;
     assert_ne!(run.code, Some(0), "the test CA is not a system root: {run}");
+    // With --config instead of --admin-url: https:// because of [admin.tls], the address
+    // from [admin] listen (the file the CLI reads, with the port this gateway got).
+    let admin_port = fx
+        .gw
+        .admin_url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let cli_config = dir.path().join("cli-gateway.toml");
+    let with_port = fx.config.replacen(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        &format!("[admin]\nlisten = \"127.0.0.1:{admin_port}\""),
+        1,
+    );
+    assert_ne!(with_port, fx.config, "the admin listen line moved");
+    std::fs::write(&cli_config, with_port).expect("write the CLI's config");
+    let cli_config = cli_config.display().to_string();
+    let mut by_config: Vec<&str> = vec!["--config", &cli_config];
+    by_config.extend_from_slice(&args[2..]);
+    let env: Vec<(&str, &str)> = fx
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let run = tollgate(&by_config, &env).await;
+    run.ok();
+    assert!(run.json()["clients"].is_array(), "{run}");
 
     let next = ca.issue("admin-next");
     for (src, dst) in [(&next.key, &live.key), (&next.cert, &live.cert)] {
