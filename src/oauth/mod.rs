@@ -65,12 +65,28 @@ impl<'a> Ctx<'a> {
             .filter(|c| c.enabled))
     }
 
-    /// The file's client `client_id`, or else the store's, whether enabled or not.
+    /// The file's client `client_id`, or else the store's, whether enabled or not. Its
+    /// `enabled` is this node's registry's, the one its bearer checks enforce (current within
+    /// a second): no second store read per token request.
     pub async fn client_even_disabled(
         &self,
         client_id: &str,
     ) -> Result<Option<Cow<'a, Client>>, StoreError> {
-        self.store.find_client(self.config, client_id).await
+        let found = match self.config.client(client_id) {
+            Some(c) => Some(Cow::Borrowed(c)),
+            None => self
+                .store
+                .get_client_record(client_id)
+                .await?
+                .map(Cow::Owned),
+        };
+        Ok(found.map(|mut c| {
+            let enabled = !self.rules.is_disabled(client_id);
+            if c.enabled != enabled {
+                c.to_mut().enabled = enabled;
+            }
+            c
+        }))
     }
 }
 

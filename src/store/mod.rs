@@ -315,7 +315,7 @@ impl TokenStore {
     }
 
     /// The client `client_id` as every path looks it up: the file's (which wins on a clash),
-    /// else the store's; enabled or not.
+    /// else the store's; enabled or not, as the store's registry says.
     pub async fn find_client<'a>(
         &self,
         config: &'a crate::config::Config,
@@ -328,13 +328,18 @@ impl TokenStore {
         })
     }
 
-    /// A store client, its `enabled` as the registry has it.
-    pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        let found = match &*self.backend {
+    /// A store client's record as written: its `enabled` is not the registry's (see
+    /// [`TokenStore::get_client`]); for a caller that has the registry at hand.
+    pub async fn get_client_record(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(match &*self.backend {
             BackendImpl::Memory(m) => m.get_client(client_id),
             BackendImpl::Redis(r) => r.get_client(client_id).await?,
-        };
-        let Some(mut client) = found else {
+        })
+    }
+
+    /// A store client, its `enabled` as the registry has it.
+    pub async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let Some(mut client) = self.get_client_record(client_id).await? else {
             return Ok(None);
         };
         client.enabled = !self.is_disabled(client_id).await?;

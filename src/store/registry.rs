@@ -49,7 +49,7 @@ impl Snapshot {
     }
 }
 
-/// How a scope (or client) write treats one already stored under the same (case-insensitive) name.
+/// How a scope write treats one already stored under the same (case-insensitive) name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScopeWrite {
     /// Only if none is stored (create): two creates of one name cannot both win.

@@ -110,8 +110,7 @@ pub async fn connect(c: &Console<'_>, name: &str) -> Response<Body> {
     // Back to this page when the provider is done (the public callback sends the browser
     // here), with the outcome above the list.
     let back = c
-        .origin
-        .as_ref()
+        .origin()
         .map(|o| format!("{o}{BASE}/credentials?connected={}", encode(name)));
     match credentials::authorize(c.gateway, name, back.as_deref()).await {
         Ok(reply) => match reply.body["authorize_url"].as_str() {

@@ -48,16 +48,27 @@ pub struct Console<'a> {
     pub rt: Arc<Runtime>,
     pub conn: Conn,
     pub who: Signed,
-    /// `scheme://host[:port]` the operator's browser reached the console at (its `Host`
-    /// header, when that is a plain host name or address): where a credential's Connect
-    /// comes back to.
-    pub origin: Option<String>,
+    /// The request's `Host` header (see [`Console::origin`]).
+    host: Option<hyper::header::HeaderValue>,
 }
 
 impl Console<'_> {
     /// May this session change anything (`admin`), or only look (`admin:read`)?
     pub fn can_write(&self) -> bool {
         self.who.can_write
+    }
+
+    /// `scheme://host[:port]` the operator's browser reached the console at (its `Host`
+    /// header, when that is a plain host name or address): where a credential's Connect
+    /// comes back to.
+    pub fn origin(&self) -> Option<String> {
+        let host = self.host.as_ref()?.to_str().ok()?;
+        let plain = !host.is_empty()
+            && host.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
+        let scheme = if self.conn.tls { "https" } else { "http" };
+        plain.then(|| format!("{scheme}://{host}"))
     }
 }
 
@@ -139,22 +150,13 @@ pub async fn handle(
         Ok(None) => return forbidden("You are not signed in, or your session has ended."),
         Err(e) => return page::store_down(e),
     };
-    let origin = headers
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
-                })
-        })
-        .map(|h| format!("{}://{h}", if conn.tls { "https" } else { "http" }));
+    let host = headers.get(hyper::header::HOST).cloned();
     let c = Console {
         gateway,
         rt,
         conn,
         who,
-        origin,
+        host,
     };
     if method == Method::POST {
         // Every POST carries the session's CSRF token; a read-only session may only ask

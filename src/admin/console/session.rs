@@ -126,16 +126,10 @@ pub async fn end(gateway: &Gateway, who: &Signed) -> Result<(), StoreError> {
         .await
 }
 
-/// `Secure` when the browser reaches the admin listener over TLS (`[admin.tls]`, SPEC §10).
-/// Not from `public_url`: that is the public listener's scheme, and a browser drops a
-/// `Secure` cookie set over plain HTTP, so an HTTPS `public_url` with a plain admin listener
-/// would make signing in loop.
-pub fn secure(tls: bool) -> bool {
-    tls
-}
-
 /// Sets a console cookie: HttpOnly, SameSite=Strict (no other site's link or form brings
-/// it along), scoped to `/console`. `max_age` zero deletes it.
+/// it along), scoped to `/console`. `max_age` zero deletes it. `secure`: the admin listener
+/// serves TLS (`[admin.tls]`, SPEC §10); not from `public_url`, which is the public
+/// listener's, since a browser drops a `Secure` cookie set over plain HTTP.
 pub fn set_cookie(
     resp: &mut Response<Body>,
     secure: bool,

@@ -39,7 +39,7 @@ pub fn form(conn: Conn, username: &str, error: Option<(&str, StatusCode)>) -> Re
         esc(username)
     );
     let mut resp = bare(status, "Sign in", &body);
-    let secure = session::secure(conn.tls);
+    let secure = conn.tls;
     session::set_cookie(&mut resp, secure, SIGNIN_COOKIE, &token, SIGNIN_TTL);
     resp
 }
@@ -102,7 +102,7 @@ pub async fn submit(
     };
     tracing::info!(username, "console sign-in");
     let mut resp = session::see_other(&format!("{BASE}/clients"));
-    let secure = session::secure(conn.tls);
+    let secure = conn.tls;
     session::set_cookie(&mut resp, secure, SESSION_COOKIE, &id, session::IDLE);
     session::set_cookie(&mut resp, secure, SIGNIN_COOKIE, "", Duration::ZERO);
     resp
@@ -113,7 +113,7 @@ pub async fn sign_out(c: &Console<'_>) -> Response<Body> {
         return store_down(e);
     }
     let mut resp = session::see_other(&format!("{BASE}/signin"));
-    let secure = session::secure(c.conn.tls);
+    let secure = c.conn.tls;
     session::set_cookie(&mut resp, secure, SESSION_COOKIE, "", Duration::ZERO);
     resp
 }
