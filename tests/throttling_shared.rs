@@ -1,7 +1,8 @@
 //! End-to-end: the guessing throttle's counters live in the shared store (SPEC §5
 //! "Guessing", §11 "N nodes allow no more guesses than one"). Two nodes on one Redis count
 //! one address's wrong client secrets together, sequential or all at once; right secrets sent
-//! at once to both all pass; and with Redis down no secret is checked at all (fail closed).
+//! at once to both all pass; a failure is counted before it is answered; and with Redis down
+//! no secret is checked at all (fail closed).
 
 mod common;
 
@@ -198,5 +199,37 @@ fn assert_refused(resp: &Resp, what: &str) {
     assert!(
         resp.header("retry-after").is_some(),
         "{what}: no Retry-After: {resp}"
+    );
+}
+
+/// A wrong secret's failure is in the shared counters before the answer goes out, so the
+/// client's next try meets it: answered in the background, a right secret sent at once
+/// could find five checks still in flight and pass the remembered-secret shortcut, which
+/// only looks at the lock. The runtime has one thread and the look below blocks it, so a
+/// failure left to a background task would not have run yet.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failure_is_counted_before_it_is_answered() {
+    use tollgate::throttle::{Account, Throttle};
+    let store = Store::redis().await;
+    let throttle = Throttle::for_store(&store.token_store());
+    let from = IpAddr::from([127, 0, 0, 9]);
+    let attempt = throttle.begin(Account::User, "alice", from).await;
+    attempt.expect("a first check is allowed").fail().await;
+
+    let key = format!("{}thr:{{pair:u:[127.0.0.9]:alice}}", store.prefix);
+    let url = store.redis.as_ref().expect("redis store").url();
+    let mut conn = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("connect to the test redis");
+    let (failures, in_flight): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(&key)
+        .arg("f")
+        .arg("i")
+        .query(&mut conn)
+        .expect("HMGET");
+    assert_eq!(
+        (failures.as_deref(), in_flight.as_deref()),
+        (Some("1"), Some("0")),
+        "{key}: one failure, nothing in flight"
     );
 }

@@ -243,6 +243,7 @@ pub async fn authenticate<'c>(
         .map_err(denied)?;
     let Some(client) = client else {
         crate::secret::verify_decoy(secret, config.decoy_template(Account::Client)).await;
+        attempt.fail().await;
         return Err(failed());
     };
     match (client.kind, &client.secret_hash) {
@@ -258,10 +259,14 @@ pub async fn authenticate<'c>(
                 attempt.refund();
                 authenticated(client)
             } else {
+                attempt.fail().await;
                 Err(failed())
             }
         }
-        (ClientType::Confidential, None) => Err(failed()),
+        (ClientType::Confidential, None) => {
+            attempt.fail().await;
+            Err(failed())
+        }
     }
 }
 
@@ -318,12 +323,14 @@ pub async fn check_user<'c>(
     let Some(user) = user else {
         let template = ctx.config.decoy_template(Account::User);
         crate::secret::verify_decoy(password.to_owned(), template).await;
+        attempt.fail().await;
         return Err(PasswordRefused::Wrong);
     };
     if crate::secret::verify_blocking(password.to_owned(), user.password_hash.clone()).await {
         attempt.refund();
         Ok(user)
     } else {
+        attempt.fail().await;
         Err(PasswordRefused::Wrong)
     }
 }

@@ -156,8 +156,9 @@ impl Default for Throttle {
     }
 }
 
-/// A reserved check. Dropped as is (the secret was wrong, or the request went away), it
-/// counts as a failure; [`Attempt::refund`] gives it back.
+/// A reserved check. [`Attempt::fail`] counts it as a failure before the answer goes out;
+/// [`Attempt::refund`] gives it back. Dropped as is (the request went away mid-check), it
+/// counts as a failure too, answered in the background.
 #[must_use = "an attempt counts as a failure unless it is refunded"]
 pub struct Attempt<'t> {
     throttle: &'t Throttle,
@@ -169,6 +170,22 @@ impl Attempt<'_> {
     pub fn refund(mut self) {
         if let Some(keys) = self.keys.take() {
             self.throttle.finish(keys, false);
+        }
+    }
+
+    /// The secret was wrong: the failure is counted, in the shared counters too, before
+    /// this returns. A client told "wrong" and trying again at once then meets the count:
+    /// answered in the background, its sixth try could still see five checks in flight
+    /// and be waved through the remembered-secret shortcut.
+    pub async fn fail(mut self) {
+        let Some(keys) = self.keys.take() else { return };
+        match &self.throttle.counters {
+            Counters::Shared(store) => {
+                let answered = Arc::clone(&self.throttle.answered);
+                shared::finish(store.clone(), keys, true, answered).await;
+            }
+            // Answered in place already.
+            Counters::Local(_) => self.throttle.finish(keys, true),
         }
     }
 }
