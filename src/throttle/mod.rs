@@ -180,9 +180,14 @@ impl Attempt<'_> {
     pub async fn fail(mut self) {
         let Some(keys) = self.keys.take() else { return };
         match &self.throttle.counters {
+            // A task of its own still, awaited: a request dropped meanwhile cannot cut the
+            // count short.
             Counters::Shared(store) => {
                 let answered = Arc::clone(&self.throttle.answered);
-                shared::finish(store.clone(), keys, true, answered).await;
+                let counted = tokio::spawn(shared::finish(store.clone(), keys, true, answered));
+                if let Err(e) = counted.await {
+                    tracing::warn!(error = %e, "throttle: counting a failure did not finish");
+                }
             }
             // Answered in place already.
             Counters::Local(_) => self.throttle.finish(keys, true),
