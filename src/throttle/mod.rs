@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::store::counters::Count;
 use crate::store::{StoreError, TokenStore};
@@ -169,7 +170,7 @@ impl Attempt<'_> {
     /// The secret was right (or could not be checked at all): this check does not count.
     pub fn refund(mut self) {
         if let Some(keys) = self.keys.take() {
-            self.throttle.finish(keys, false);
+            drop(self.throttle.finish(keys, false)); // answered in the background
         }
     }
 
@@ -179,18 +180,11 @@ impl Attempt<'_> {
     /// and be waved through the remembered-secret shortcut.
     pub async fn fail(mut self) {
         let Some(keys) = self.keys.take() else { return };
-        match &self.throttle.counters {
-            // A task of its own still, awaited: a request dropped meanwhile cannot cut the
-            // count short.
-            Counters::Shared(store) => {
-                let answered = Arc::clone(&self.throttle.answered);
-                let counted = tokio::spawn(shared::finish(store.clone(), keys, true, answered));
-                if let Err(e) = counted.await {
-                    tracing::warn!(error = %e, "throttle: counting a failure did not finish");
-                }
-            }
-            // Answered in place already.
-            Counters::Local(_) => self.throttle.finish(keys, true),
+        // Awaited, not done in place: a request dropped meanwhile cannot cut the count short.
+        if let Some(counted) = self.throttle.finish(keys, true)
+            && let Err(e) = counted.await
+        {
+            tracing::warn!(error = %e, "throttle: counting a failure did not finish");
         }
     }
 }
@@ -198,7 +192,7 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if let Some(keys) = self.keys.take() {
-            self.throttle.finish(keys, true);
+            drop(self.throttle.finish(keys, true)); // answered in the background
         }
     }
 }
@@ -286,21 +280,26 @@ impl Throttle {
     }
 
     /// A reserved check was answered: it failed, or it is given back. Shared counters are
-    /// answered by a task of its own, since an attempt is also answered when it is dropped.
-    fn finish(&self, keys: [Key; 3], failed: bool) {
+    /// answered by a task of its own, returned for a caller that must wait for it (an attempt
+    /// is also answered when it is dropped, where nothing can wait).
+    fn finish(&self, keys: [Key; 3], failed: bool) -> Option<JoinHandle<()>> {
         match &self.counters {
             Counters::Local(local) => {
                 local.finish(&keys, failed);
                 self.answered.notify_waiters();
+                None
             }
             Counters::Shared(store) => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     let answered = Arc::clone(&self.answered);
-                    runtime.spawn(shared::finish(store.clone(), keys, failed, answered));
+                    Some(runtime.spawn(shared::finish(store.clone(), keys, failed, answered)))
                 }
                 // Only outside a runtime (never on a request path): the reservation then
                 // counts until its window ends.
-                Err(_) => tracing::warn!("throttle: no runtime to answer a check on"),
+                Err(_) => {
+                    tracing::warn!("throttle: no runtime to answer a check on");
+                    None
+                }
             },
         }
     }
